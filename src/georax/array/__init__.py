@@ -1,0 +1,1 @@
+"""georax.array: carrier-neutral array operators (QC asserts, metrics, reductions)."""

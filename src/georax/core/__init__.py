@@ -1,0 +1,50 @@
+"""georax.core: the operator algebra (Operator, combinators, Graph, ModelOp), config and errors."""
+
+from georax.core import registry
+from georax.core.carrier import Carrier, map_values, values_of
+from georax.core.combinators import GetItem, Identity, Lambda, Sequential, Tap
+from georax.core.errors import (
+    ConfigError,
+    DataError,
+    GeoraxError,
+    GraphError,
+    MissingKeyError,
+    SerializationError,
+    ShapeError,
+    UntrustedTargetError,
+)
+from georax.core.graph import Graph
+from georax.core.model import ModelOp
+from georax.core.operator import Input, Node, Operator, as_tuple, derived, leaf, static
+
+__all__ = [
+    "Carrier",
+    "ConfigError",
+    "DataError",
+    "GeoraxError",
+    "GetItem",
+    "Graph",
+    "GraphError",
+    "Identity",
+    "Input",
+    "Lambda",
+    "MissingKeyError",
+    "ModelOp",
+    "Node",
+    "Operator",
+    "SerializationError",
+    "Sequential",
+    "ShapeError",
+    "Tap",
+    "UntrustedTargetError",
+    "as_tuple",
+    "derived",
+    "leaf",
+    "map_values",
+    "registry",
+    "static",
+    "values_of",
+]
+
+for _cls in (Sequential, Identity, Lambda, Tap, GetItem, Graph, ModelOp):
+    registry.alias(f"georax.{_cls.__name__}", _cls)

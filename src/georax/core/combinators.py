@@ -1,0 +1,159 @@
+"""Combinators: Sequential, Identity, Lambda, Tap, GetItem."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
+
+import jax
+
+from georax.core.errors import ConfigError
+from georax.core.operator import Operator, static
+from georax.core.summary import Summary, describe
+
+
+def split_keys(key: jax.Array | None, n: int) -> list[jax.Array | None]:
+    """``n`` independent keys from ``key`` (or ``n`` Nones when ``key`` is None)."""
+    if key is None:
+        return [None] * n
+    return list(jax.random.split(key, n))
+
+
+class Sequential(Operator):
+    """Run operators one after another: ``Sequential([a, b, c])(x) == c(b(a(x)))``.
+
+    The children are a tuple of pytrees, so the whole chain is one pytree and compiles to one
+    program. A ``key`` is split into one independent key per child, so stochastic children never
+    share randomness.
+
+    **Arguments:**
+
+    - `operators`: the steps, in order. Each must be an :class:`Operator`.
+    """
+
+    operators: tuple[Operator, ...]
+
+    def __init__(self, operators: Sequence[Operator]) -> None:
+        operators = tuple(operators)
+        for i, op in enumerate(operators):
+            if not isinstance(op, Operator):
+                raise ConfigError(
+                    "Sequential",
+                    f"operators[{i}]",
+                    op,
+                    "is not a georax Operator (wrap plain functions in gx.Lambda)",
+                )
+        self.operators = operators
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        for op, k in zip(self.operators, split_keys(key, len(self.operators)), strict=True):
+            x = op(x, key=k)
+        return x
+
+    def __len__(self) -> int:
+        return len(self.operators)
+
+    def __iter__(self) -> Iterator[Operator]:
+        return iter(self.operators)
+
+    @overload
+    def __getitem__(self, i: int) -> Operator: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequential: ...
+    def __getitem__(self, i: int | slice) -> Operator | Sequential:
+        if isinstance(i, slice):
+            return Sequential(self.operators[i])
+        return self.operators[i]
+
+    def summary(self, example_input: Any, *, key: jax.Array | None = None) -> Summary:
+        """Per-step output shape and dtype, computed abstractly with :func:`jax.eval_shape`.
+
+        **Arguments:**
+
+        - `example_input`: an array, carrier, or :class:`jax.ShapeDtypeStruct` of the input.
+        - `key`: a key for stochastic steps (a fixed dummy key is used if omitted).
+
+        **Returns:** a :class:`~georax.core.summary.Summary`; ``print`` it for a table.
+        """
+        key = jax.random.key(0) if key is None else key
+        keys = split_keys(key, len(self.operators))
+        shape, dtype = describe(example_input)
+        rows = [("-", "input", shape, dtype)]
+        current = example_input
+        for i, (op, k) in enumerate(zip(self.operators, keys, strict=True)):
+            current = jax.eval_shape(lambda o, v, kk: o(v, key=kk), op, current, k)
+            rows.append((str(i), op.name, *describe(current)))
+        return Summary(f"Sequential ({len(self)} steps)", ("#", "operator", "shape", "dtype"), rows)
+
+
+class Identity(Operator):
+    """Return the input unchanged."""
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return x
+
+
+class Lambda(Operator):
+    """Wrap a plain function ``fn(x) -> y`` as an operator.
+
+    The function is static (part of the tree structure), so it must be traceable by JAX to run
+    under ``jit``. Because it is a closure it cannot be written to YAML (``forbid_in_yaml``).
+
+    **Arguments:**
+
+    - `fn`: the function, receiving whatever the operator receives (array or carrier).
+    - `name`: a label for summaries and messages.
+    """
+
+    forbid_in_yaml = True
+    fn: Callable[[Any], Any] = static()
+    label: str = static(default="lambda")
+
+    def __init__(self, fn: Callable[[Any], Any], name: str = "lambda") -> None:
+        if not callable(fn):
+            raise ConfigError("Lambda", "fn", fn, "is not callable")
+        self.fn = fn
+        self.label = name
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return self.fn(x)
+
+    @property
+    def name(self) -> str:
+        return f"Lambda[{self.label}]"
+
+
+class Tap(Operator):
+    """Identity with a host-side side effect: ``fn(x)`` runs on the host, then ``x`` flows on.
+
+    The call goes through :func:`jax.debug.callback`, so it fires in eager mode *and* inside a
+    jitted pipeline, with the concrete values (NumPy arrays) of that run. With ``ordered=True``
+    (default) taps fire in program order; ordered effects are not allowed under ``vmap``, so use
+    ``ordered=False`` for a tap inside a vmapped pipeline. Debug-only: ``forbid_in_yaml``.
+
+    **Arguments:**
+
+    - `fn`: called as ``fn(x)`` on the host; its return value is ignored.
+    - `ordered`: keep taps in program order.
+    """
+
+    forbid_in_yaml = True
+    fn: Callable[[Any], Any] = static()
+    ordered: bool = static(default=True)
+
+    def __check_init__(self) -> None:
+        if not callable(self.fn):
+            self.fail("fn", "is not callable")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        jax.debug.callback(self.fn, x, ordered=self.ordered)
+        return x
+
+
+class GetItem(Operator):
+    """Select ``x[item]``: one named output of a Graph or one element of a tuple output."""
+
+    item: str | int = static()
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return x[self.item]

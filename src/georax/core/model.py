@@ -1,0 +1,47 @@
+"""ModelOp: a model (equinox, or any pytree with a method) as a pipeline step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from georax.core.carrier import map_values
+from georax.core.operator import Operator, static
+
+
+class ModelOp(Operator):
+    """Run ``getattr(model, method)(x)`` as a pipeline step.
+
+    The model is a pytree child, so its weights are leaves of the pipeline: ``jit``, ``vmap``
+    and ``grad`` see them and optax can train through the whole pipeline. A carrier input is
+    unwrapped for the model and re-wrapped afterwards (georeferencing survives).
+
+    The model is an arbitrary object, so ModelOp is ``forbid_in_yaml`` unless the model is itself
+    a registered georax operator.
+
+    **Arguments:**
+
+    - `model`: an :class:`equinox.Module` (or any pytree) exposing ``method``.
+    - `method`: the name of the method to call (the seeds' ``predict_with_uncertainty``).
+    - `pass_key`: pass ``key=`` through to the model (equinox layers such as Dropout take one).
+    """
+
+    forbid_in_yaml = True
+    model: Any
+    method: str = static(default="__call__")
+    pass_key: bool = static(default=False)
+
+    def __check_init__(self) -> None:
+        if not isinstance(self.method, str) or not callable(getattr(self.model, self.method, None)):
+            self.fail("method", f"{type(self.model).__name__} has no callable {self.method!r}")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        fn = getattr(self.model, self.method)
+        if self.pass_key:
+            return map_values(lambda v: fn(v, key=key), x)
+        return map_values(fn, x)
+
+    @property
+    def name(self) -> str:
+        return f"ModelOp[{type(self.model).__name__}]"

@@ -1,0 +1,1 @@
+"""georax.data: deterministic synthetic sample scenes shipped with the package."""

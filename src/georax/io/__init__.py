@@ -1,0 +1,1 @@
+"""georax.io: raster read/write (rasterio, COG) and xarray interop."""

@@ -1,0 +1,1 @@
+"""georax.patch: patch geometry, samplers, windows, aggregation; patchwise apply and stitch."""
