@@ -103,7 +103,9 @@ def _trace_nodes(
     outs = []
     for name, node in outputs.items():
         if isinstance(node, Input):
-            raise GraphError(f"output {name!r} is an input passed straight through; use gx.Identity")
+            raise GraphError(
+                f"output {name!r} is an input passed straight through; use gx.Identity"
+            )
         outs.append((name, index[id(node)]))
     return tuple(operators), specs, tuple(outs)
 
@@ -193,13 +195,17 @@ class Graph(Operator):
         missing = [n for n in self.inputs if n not in values]
         extra = [n for n in values if n not in self.inputs]
         if missing or extra:
-            raise GraphError(f"Graph inputs are {list(self.inputs)}; missing {missing}, unexpected {extra}")
+            raise GraphError(
+                f"Graph inputs are {list(self.inputs)}; missing {missing}, unexpected {extra}"
+            )
         results: list[Any] = []
 
         def get(r: Ref) -> Any:
             return values[r] if isinstance(r, str) else results[r]
 
-        for (op_i, args, kwargs), k in zip(self.nodes, split_keys(key, len(self.nodes)), strict=True):
+        for (op_i, args, kwargs), k in zip(
+            self.nodes, split_keys(key, len(self.nodes)), strict=True
+        ):
             op = self.operators[op_i]
             results.append(op(*(get(a) for a in args), **{n: get(r) for n, r in kwargs}, key=k))
         return results
@@ -238,4 +244,6 @@ class Graph(Operator):
 
     def __repr__(self) -> str:
         outs = ", ".join(n for n, _ in self.outputs)
-        return f"Graph(inputs=[{', '.join(self.inputs)}], outputs=[{outs}], nodes={len(self.nodes)})"
+        return (
+            f"Graph(inputs=[{', '.join(self.inputs)}], outputs=[{outs}], nodes={len(self.nodes)})"
+        )

@@ -1,8 +1,8 @@
 """The Operator base class and the field helpers every operator is declared with.
 
 An operator is an :class:`equinox.Module`, hence a pytree: array fields are leaves (traced,
-differentiable, changing them does not recompile) and fields declared with :func:`static` are part of
-the tree structure (config: written to YAML, hashed, changing one recompiles). See DESIGN.md,
+differentiable, changing them does not recompile) and fields declared with :func:`static` are part
+of the tree structure (config: written to YAML, hashed, changing one recompiles). See DESIGN.md,
 principles 1-2 and "The Operator contract".
 """
 
@@ -49,18 +49,20 @@ def as_tuple(value: Any) -> Any:
 
 
 def _to_leaf(value: Any) -> Any:
-    # Python numbers become float32/int32 arrays; arrays (and tracers) pass through untouched so
-    # that vmap/grad over operator parameters keep working.
+    # Python numbers and lists become float32 arrays (parameters are meant to be differentiable);
+    # arrays and tracers pass through untouched, keeping their dtype, so vmap/grad over operator
+    # parameters keep working.
     if isinstance(value, jax.Array | np.ndarray):
         return value
     arr = np.asarray(value)
-    return jnp.asarray(arr.astype(np.float32) if arr.dtype.kind == "f" else arr)
+    return jnp.asarray(arr if arr.dtype.kind in "bOUS" else arr.astype(np.float32))
 
 
 def leaf(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
     """Declare an array-leaf parameter (threshold, gain, weights): traced and differentiable.
 
-    Python scalars and lists are converted to JAX arrays (floats to float32) at construction.
+    Python scalars and lists are converted to float32 JAX arrays at construction; arrays keep
+    their dtype.
     """
     return eqx.field(converter=_to_leaf, default=default, **kwargs)
 
@@ -93,7 +95,7 @@ class Node:
     turns a set of output nodes into a compiled, validated program.
     """
 
-    __slots__ = ("op", "args", "kwargs")
+    __slots__ = ("args", "kwargs", "op")
 
     def __init__(self, op: Operator | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.op = op
@@ -212,7 +214,7 @@ class Operator(eqx.Module):
         return type(self).__name__
 
     def fail(self, field: str | None, problem: str) -> None:
-        """Raise a :class:`ConfigError` about ``field`` of this operator (use in ``__check_init__``)."""
+        """Raise a :class:`ConfigError` naming ``field``; call it from ``__check_init__``."""
         value = getattr(self, field) if field else None
         raise ConfigError(type(self).__name__, field, value, problem)
 

@@ -1,0 +1,43 @@
+"""Shared helpers for the benchmark scripts: timing medians and the table/machine header."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+
+def machine() -> str:
+    """One line describing where the numbers were measured."""
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpu, "
+        f"jax {jax.__version__} ({jax.default_backend()}), python {platform.python_version()}"
+    )
+
+
+def median_time(fn: Callable[[], Any], *, repeats: int = 7, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds; blocks on JAX results so async dispatch is timed."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
+    """Print a left-aligned text table with a title and the machine line."""
+    table = [headers, *rows]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(headers))]
+    print(f"\n{title}\nmachine: {machine()}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
