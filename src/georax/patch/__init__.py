@@ -1,1 +1,53 @@
-"""georax.patch: patch geometry, samplers, windows, aggregation; patchwise apply and stitch."""
+"""georax.patch: patch geometry, samplers, windows, aggregation; patchwise apply and stitch.
+
+A :class:`Patcher` has four independent axes (geometry, sampler, window, aggregation) and a
+boundary rule (padding). :class:`Patchwise` runs an operator chip by chip in one fused, compiled,
+bounded-memory loop; :class:`GridSampler` / :class:`ApplyToChips` / :class:`Stitch` are the same
+thing as three pipeline steps with a :class:`Chips` carrier between them. The pure functions
+(:func:`extract_patches`, :func:`stitch`, :func:`patchwise`) are what the operators call.
+"""
+
+from georax.patch.aggregation import Aggregation, ByIndex, Max, Mean, OverlapAdd
+from georax.patch.chips import Chips
+from georax.patch.extract import extract_patches, pad_scene
+from georax.patch.geometry import Rectangular, regular_starts
+from georax.patch.operators import ApplyToChips, GridSampler, Patchwise, Stitch
+from georax.patch.patcher import Patcher
+from georax.patch.samplers import ExplicitPositions, RandomPositions, RegularStride, Sampler
+from georax.patch.stitch import accumulate, map_chips, patchwise, stitch
+from georax.patch.window_ops import Boxcar, Gaussian, Hann, Triangular, Tukey, Window
+from georax.patch.windows import window_1d, window_2d
+
+__all__ = [
+    "Aggregation",
+    "ApplyToChips",
+    "Boxcar",
+    "ByIndex",
+    "Chips",
+    "ExplicitPositions",
+    "Gaussian",
+    "GridSampler",
+    "Hann",
+    "Max",
+    "Mean",
+    "OverlapAdd",
+    "Patcher",
+    "Patchwise",
+    "RandomPositions",
+    "Rectangular",
+    "RegularStride",
+    "Sampler",
+    "Stitch",
+    "Triangular",
+    "Tukey",
+    "Window",
+    "accumulate",
+    "extract_patches",
+    "map_chips",
+    "pad_scene",
+    "patchwise",
+    "regular_starts",
+    "stitch",
+    "window_1d",
+    "window_2d",
+]

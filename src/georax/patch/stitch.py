@@ -1,0 +1,300 @@
+"""Pure stitching: accumulate chips into a scene, and the fused extract -> apply -> stitch loop.
+
+The math (for ``mode="overlap_add"``): with chip outputs ``y_k`` at positions ``p_k`` and a
+window ``w`` (strictly positive, see :mod:`georax.patch.windows`),
+
+    out(q) = sum_k w(q - p_k) y_k(q - p_k) / sum_k w(q - p_k)
+
+over the chips ``k`` covering pixel ``q``. For an identity pipeline ``y_k(q - p_k) = x(q)`` and
+``out = x`` up to float32 round-off, for every window, borders included, because the denominator
+is never zero on a covered pixel. ``mode="mean"`` uses ``w = 1``; ``mode="max"`` takes the
+pixelwise maximum. Pixels no chip covers get ``fill``.
+
+Accumulation is a :func:`jax.lax.fori_loop` of ``dynamic_slice`` + ``dynamic_update_slice`` on a
+canvas (XLA updates the loop-carried canvas in place), so it compiles to one program, accepts
+traced positions, and is differentiable. For a regular grid (positions are the Cartesian product
+of per-axis starts) and a separable window, the denominator factorises into
+``outer(sum_i w_r(y - r_i), sum_j w_c(x - c_j))`` and is computed on the host in 1-D instead of
+being accumulated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jaxtyping import Array, Float, Int, Shaped
+
+from georax.core.errors import ShapeError
+from georax.patch.extract import extract_patches
+
+STITCH_MODES = ("overlap_add", "mean", "max")
+Grid = tuple[tuple[int, ...], tuple[int, ...]]
+Weights1D = tuple[np.ndarray, np.ndarray]
+
+
+def accumulate(
+    canvas: Shaped[Array, "*band H W"],
+    chips: Shaped[Array, "n *band h w"],
+    positions: Int[Array, "n 2"],
+    reduce: str = "add",
+) -> Shaped[Array, "*band H W"]:
+    """Add (``reduce="add"``) or max (``reduce="max"``) each chip into ``canvas`` at its position.
+
+    A sequential :func:`jax.lax.fori_loop` over the chips: each step reads the canvas window,
+    combines it with the chip and writes it back, in place. Sequential on purpose: overlapping
+    chips write the same pixels, which a parallel scatter would have to serialise anyway.
+    """
+    lead = (0,) * (canvas.ndim - 2)
+    size = chips.shape[1:]
+    positions = jnp.asarray(positions, dtype=jnp.int32)
+
+    def body(i: jax.Array, c: jax.Array) -> jax.Array:
+        start = (*lead, positions[i, 0], positions[i, 1])
+        cur = lax.dynamic_slice(c, start, size)
+        new = cur + chips[i] if reduce == "add" else jnp.maximum(cur, chips[i])
+        return lax.dynamic_update_slice(c, new, start)
+
+    return lax.fori_loop(0, chips.shape[0], body, canvas)
+
+
+def grid_normaliser(
+    scene: tuple[int, int], chip: tuple[int, int], grid: Grid, weights: Weights1D
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reciprocals of the per-axis weight sums of a regular grid (host-side, float32).
+
+    **Returns:** ``(inv_rows, inv_cols)`` with ``1 / outer(...)`` equal to the accumulated 2-D
+    weight of every pixel. Every entry is finite because the grid covers each axis and the window
+    weights are strictly positive.
+    """
+    out = []
+    for n, c, starts, w in zip(scene, chip, grid, weights, strict=True):
+        acc = np.zeros(n, dtype=np.float64)
+        for s in starts:
+            acc[s : s + c] += w
+        if np.any(acc <= 0):
+            raise ShapeError(f"grid {starts} does not cover an axis of length {n}")
+        out.append((1.0 / acc).astype(np.float32))
+    return out[0], out[1]
+
+
+def _weights_2d(mode: str, chip: tuple[int, int], weights: Weights1D | None) -> np.ndarray:
+    if mode == "mean" or weights is None:
+        return np.ones(chip, dtype=np.float32)
+    return np.outer(weights[0], weights[1]).astype(np.float32)
+
+
+def _unit_1d(chip: tuple[int, int]) -> Weights1D:
+    return np.ones(chip[0]), np.ones(chip[1])
+
+
+def _out_dtype(dtype: Any, mode: str) -> Any:
+    if mode == "max":
+        return dtype
+    return jnp.result_type(dtype, jnp.float32)
+
+
+def _lowest(dtype: Any) -> Any:
+    if jnp.issubdtype(dtype, jnp.floating):
+        return -jnp.inf
+    if jnp.issubdtype(dtype, jnp.bool_):
+        return False
+    return jnp.iinfo(dtype).min
+
+
+def _finish(
+    canvas: jax.Array,
+    norm: jax.Array | None,
+    scene: tuple[int, int],
+    chip: tuple[int, int],
+    mode: str,
+    grid: Grid | None,
+    weights: Weights1D | None,
+    fill: float,
+) -> jax.Array:
+    """Turn an accumulated canvas into the stitched scene (normalise, fill uncovered pixels)."""
+    if mode == "max":
+        if grid is not None:
+            return canvas
+        return jnp.where(norm > 0, canvas, jnp.asarray(fill, canvas.dtype))
+    if grid is not None:
+        w1 = _unit_1d(chip) if mode == "mean" or weights is None else weights
+        inv_r, inv_c = grid_normaliser(scene, chip, grid, w1)
+        return canvas * jnp.asarray(inv_r)[:, None] * jnp.asarray(inv_c)[None, :]
+    covered = norm > 0
+    return jnp.where(covered, canvas / jnp.where(covered, norm, 1.0), jnp.asarray(fill))
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in STITCH_MODES:
+        raise ValueError(f"unknown stitch mode {mode!r}; expected one of {STITCH_MODES}")
+
+
+def stitch(
+    chips: Shaped[Array, "n *band h w"],
+    positions: Int[Array, "n 2"],
+    scene: tuple[int, int],
+    *,
+    weights: Weights1D | None = None,
+    mode: str = "overlap_add",
+    grid: Grid | None = None,
+    fill: float = 0.0,
+) -> Float[Array, "*band H W"]:
+    """Stitch a chip stack back into a ``scene``-sized array.
+
+    **Arguments:**
+
+    - `chips`: ``(n, *band, h, w)`` chip values.
+    - `positions`: ``(n, 2)`` top-left ``(row, col)`` of each chip in the output.
+    - `scene`: ``(H, W)`` of the output.
+    - `weights`: separable window ``(rows (h,), cols (w,))``; None means boxcar.
+    - `mode`: ``"overlap_add"`` (normalised weighted), ``"mean"`` or ``"max"``.
+    - `grid`: per-axis starts when positions are their Cartesian product (enables the separable
+      host-side normaliser); None to accumulate the weights.
+    - `fill`: value of pixels no chip covers.
+
+    **Returns:** the stitched array; float for the additive modes, the chip dtype for ``max``.
+    """
+    _check_mode(mode)
+    chip = (int(chips.shape[-2]), int(chips.shape[-1]))
+    lead = chips.shape[1:-2]
+    dtype = _out_dtype(chips.dtype, mode)
+    positions = jnp.asarray(positions, dtype=jnp.int32)
+    norm = None
+    if mode == "max":
+        canvas = jnp.full((*lead, *scene), _lowest(dtype), dtype)
+        canvas = accumulate(canvas, chips.astype(dtype), positions, "max")
+        if grid is None:
+            ones = jnp.ones((chips.shape[0], *chip), jnp.float32)
+            norm = accumulate(jnp.zeros(scene, jnp.float32), ones, positions, "add")
+    else:
+        w2 = jnp.asarray(_weights_2d(mode, chip, weights))
+        canvas = jnp.zeros((*lead, *scene), dtype)
+        canvas = accumulate(canvas, chips.astype(dtype) * w2.astype(dtype), positions, "add")
+        if grid is None:
+            ws = jnp.broadcast_to(w2, (chips.shape[0], *chip))
+            norm = accumulate(jnp.zeros(scene, jnp.float32), ws, positions, "add")
+    return _finish(canvas, norm, scene, chip, mode, grid, weights, fill)
+
+
+def apply_output_shape(
+    fn: Callable[..., Any], chip_struct: jax.ShapeDtypeStruct, with_key: bool
+) -> jax.ShapeDtypeStruct:
+    """The abstract output of ``fn`` on one chip; raises ShapeError unless it is one array."""
+    if with_key:
+        out = jax.eval_shape(lambda c, k: fn(c, k), chip_struct, jax.random.key(0))
+    else:
+        out = jax.eval_shape(lambda c: fn(c, None), chip_struct)
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise ShapeError(
+            f"the per-chip operator must return one array, got {jax.tree.structure(out)}"
+        )
+    return out
+
+
+def patchwise(
+    x: Shaped[Array, "*band H W"],
+    fn: Callable[[jax.Array, jax.Array | None], jax.Array],
+    positions: Int[Array, "n 2"],
+    chip: tuple[int, int],
+    *,
+    batch_size: int,
+    weights: Weights1D | None = None,
+    mode: str = "overlap_add",
+    grid: Grid | None = None,
+    fill: float = 0.0,
+    key: jax.Array | None = None,
+) -> Shaped[Array, "*band_out H W"]:
+    """Fused extract -> apply -> stitch over bounded batches of chips, in one compiled loop.
+
+    A :func:`jax.lax.scan` over batches of ``batch_size`` positions; each step cuts the batch's
+    chips, runs ``fn`` on them with :func:`jax.vmap`, weights them and adds them into the canvas.
+    Only one batch of chips is alive at a time, so memory is bounded by the input, the output
+    canvas and one batch (not by the chip stack, which is never materialised).
+
+    **Arguments:**
+
+    - `x`: the (padded) scene.
+    - `fn`: ``fn(chip, key) -> chip_out``; ``chip_out`` must keep the chip's ``(h, w)``.
+    - `positions`: ``(n, 2)`` chip positions in ``x``.
+    - `chip`: chip size ``(h, w)``.
+    - `batch_size`: chips per vmapped batch.
+    - `weights`, `mode`, `grid`, `fill`: as in :func:`stitch`.
+    - `key`: split into one key per chip for stochastic ``fn`` (None for deterministic ones).
+
+    **Returns:** the stitched ``(*band_out, H, W)`` array.
+    """
+    _check_mode(mode)
+    chip = (int(chip[0]), int(chip[1]))
+    scene = (int(x.shape[-2]), int(x.shape[-1]))
+    positions = jnp.asarray(positions, dtype=jnp.int32)
+    n = int(positions.shape[0])
+    b = max(1, min(int(batch_size), n))
+    nb = -(-n // b)
+    pos = jnp.zeros((nb * b, 2), jnp.int32).at[:n].set(positions).reshape(nb, b, 2)
+    valid = (jnp.arange(nb * b) < n).reshape(nb, b)
+    keys = None if key is None else jax.random.split(key, nb * b).reshape(nb, b)
+
+    chip_struct = jax.ShapeDtypeStruct((*x.shape[:-2], *chip), x.dtype)
+    out = apply_output_shape(fn, chip_struct, key is not None)
+    if tuple(out.shape[-2:]) != chip:
+        raise ShapeError(
+            f"the per-chip operator changed the chip size from {chip} to {out.shape[-2:]}; "
+            "stitching needs outputs of the chip's size"
+        )
+    lead = out.shape[:-2]
+    dtype = _out_dtype(out.dtype, mode)
+    w2 = jnp.asarray(_weights_2d(mode, chip, weights)).astype(
+        dtype if mode != "max" else jnp.float32
+    )
+    need_norm = grid is None
+    if mode == "max":
+        canvas0 = jnp.full((*lead, *scene), _lowest(dtype), dtype)
+    else:
+        canvas0 = jnp.zeros((*lead, *scene), dtype)
+    norm0 = jnp.zeros(scene, jnp.float32) if need_norm else jnp.zeros((), jnp.float32)
+
+    def step(carry: Any, batch: Any) -> tuple[Any, None]:
+        canvas, norm = carry
+        p, v, k = batch
+        chips = extract_patches(x, p, chip)
+        y = jax.vmap(fn)(chips, k) if k is not None else jax.vmap(lambda c: fn(c, None))(chips)
+        vb = v.reshape((b,) + (1,) * (y.ndim - 1))
+        if mode == "max":
+            y = jnp.where(vb, y.astype(dtype), _lowest(dtype))
+            canvas = accumulate(canvas, y, p, "max")
+            wn = jnp.broadcast_to(jnp.ones(chip, jnp.float32), (b, *chip))
+        else:
+            y = jnp.where(vb, y.astype(dtype) * w2, jnp.zeros((), dtype))
+            canvas = accumulate(canvas, y, p, "add")
+            wn = jnp.broadcast_to(w2.astype(jnp.float32), (b, *chip))
+        if need_norm:
+            wn = jnp.where(v[:, None, None], wn, 0.0)
+            norm = accumulate(norm, wn, p, "add")
+        return (canvas, norm), None
+
+    (canvas, norm), _ = lax.scan(step, (canvas0, norm0), (pos, valid, keys))
+    return _finish(canvas, norm if need_norm else None, scene, chip, mode, grid, weights, fill)
+
+
+def map_chips(
+    fn: Callable[[jax.Array, jax.Array | None], jax.Array],
+    chips: Shaped[Array, "n *band h w"],
+    *,
+    batch_size: int,
+    key: jax.Array | None = None,
+) -> Shaped[Array, "n *band_out h2 w2"]:
+    """Apply ``fn`` to every chip, vmapped in batches of ``batch_size`` (bounded memory).
+
+    :func:`jax.lax.map` with ``batch_size``: a scan over batches, each batch vmapped.
+    """
+    n = int(chips.shape[0])
+    b = max(1, min(int(batch_size), n))
+    if key is None:
+        return lax.map(lambda c: fn(c, None), chips, batch_size=b)
+    keys = jax.random.split(key, n)
+    return lax.map(lambda ck: fn(ck[0], ck[1]), (chips, keys), batch_size=b)
