@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jaxtyping import Array, Float, Int, Shaped
+from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from georax.core.errors import ShapeError
 from georax.patch.extract import extract_patches
@@ -196,6 +196,99 @@ def apply_output_shape(
     return out
 
 
+def patchwise_accumulate(
+    x: Shaped[Array, "*band H W"],
+    fn: Callable[[jax.Array, jax.Array | None], jax.Array],
+    positions: Int[Array, "n 2"],
+    chip: tuple[int, int],
+    *,
+    batch_size: int,
+    weights: Weights1D | None = None,
+    mode: str = "overlap_add",
+    need_norm: bool = True,
+    valid: Bool[Array, " n"] | None = None,
+    keys: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The accumulation half of :func:`patchwise`: un-normalised canvas and weight sum.
+
+    Split out so that shards of chips can be accumulated on different devices and combined with
+    a ``psum`` (``pmax`` for ``mode="max"``) before :func:`finish_stitch`.
+
+    **Arguments:** as :func:`patchwise`, plus `need_norm` (accumulate the weight sum; False for
+    regular grids, whose normaliser is separable), `valid` (``(n,)`` mask: invalid chips add
+    nothing) and `keys` (``(n,)`` per-chip keys or None).
+
+    **Returns:** ``(canvas, norm)``; ``norm`` is a 0-d zero when not accumulated.
+    """
+    _check_mode(mode)
+    chip = (int(chip[0]), int(chip[1]))
+    scene = (int(x.shape[-2]), int(x.shape[-1]))
+    positions = jnp.asarray(positions, dtype=jnp.int32)
+    n = int(positions.shape[0])
+    b = max(1, min(int(batch_size), n))
+    nb = -(-n // b)
+    valid = jnp.ones((n,), bool) if valid is None else jnp.asarray(valid, bool)
+    pos = jnp.zeros((nb * b, 2), jnp.int32).at[:n].set(positions).reshape(nb, b, 2)
+    ok = jnp.zeros((nb * b,), bool).at[:n].set(valid).reshape(nb, b)
+    if keys is not None:
+        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (nb * b - n, *keys.shape[1:]))])
+        keys = keys.reshape(nb, b, *keys.shape[1:])
+
+    chip_struct = jax.ShapeDtypeStruct((*x.shape[:-2], *chip), x.dtype)
+    out = apply_output_shape(fn, chip_struct, keys is not None)
+    if tuple(out.shape[-2:]) != chip:
+        raise ShapeError(
+            f"the per-chip operator changed the chip size from {chip} to {out.shape[-2:]}; "
+            "stitching needs outputs of the chip's size"
+        )
+    lead = out.shape[:-2]
+    dtype = _out_dtype(out.dtype, mode)
+    w2 = jnp.asarray(_weights_2d(mode, chip, weights))
+    if mode == "max":
+        canvas0 = jnp.full((*lead, *scene), _lowest(dtype), dtype)
+    else:
+        canvas0 = jnp.zeros((*lead, *scene), dtype)
+        w2 = w2.astype(dtype)
+    norm0 = jnp.zeros(scene, jnp.float32) if need_norm else jnp.zeros((), jnp.float32)
+
+    def step(carry: Any, batch: Any) -> tuple[Any, None]:
+        canvas, norm = carry
+        p, v, k = batch
+        chips = extract_patches(x, p, chip)
+        y = jax.vmap(fn)(chips, k) if k is not None else jax.vmap(lambda c: fn(c, None))(chips)
+        vb = v.reshape((b,) + (1,) * (y.ndim - 1))
+        if mode == "max":
+            y = jnp.where(vb, y.astype(dtype), _lowest(dtype))
+            canvas = accumulate(canvas, y, p, "max")
+            wn = jnp.ones((b, *chip), jnp.float32)
+        else:
+            y = jnp.where(vb, y.astype(dtype) * w2, jnp.zeros((), dtype))
+            canvas = accumulate(canvas, y, p, "add")
+            wn = jnp.broadcast_to(w2.astype(jnp.float32), (b, *chip))
+        if need_norm:
+            wn = jnp.where(v[:, None, None], wn, 0.0)
+            norm = accumulate(norm, wn, p, "add")
+        return (canvas, norm), None
+
+    (canvas, norm), _ = lax.scan(step, (canvas0, norm0), (pos, ok, keys))
+    return canvas, norm
+
+
+def finish_stitch(
+    canvas: jax.Array,
+    norm: jax.Array | None,
+    chip: tuple[int, int],
+    *,
+    weights: Weights1D | None = None,
+    mode: str = "overlap_add",
+    grid: Grid | None = None,
+    fill: float = 0.0,
+) -> jax.Array:
+    """Normalise an accumulated canvas (see :func:`patchwise_accumulate`) into the scene."""
+    scene = (int(canvas.shape[-2]), int(canvas.shape[-1]))
+    return _finish(canvas, norm, scene, chip, mode, grid, weights, fill)
+
+
 def patchwise(
     x: Shaped[Array, "*band H W"],
     fn: Callable[[jax.Array, jax.Array | None], jax.Array],
@@ -228,57 +321,28 @@ def patchwise(
 
     **Returns:** the stitched ``(*band_out, H, W)`` array.
     """
-    _check_mode(mode)
-    chip = (int(chip[0]), int(chip[1]))
-    scene = (int(x.shape[-2]), int(x.shape[-1]))
-    positions = jnp.asarray(positions, dtype=jnp.int32)
-    n = int(positions.shape[0])
-    b = max(1, min(int(batch_size), n))
-    nb = -(-n // b)
-    pos = jnp.zeros((nb * b, 2), jnp.int32).at[:n].set(positions).reshape(nb, b, 2)
-    valid = (jnp.arange(nb * b) < n).reshape(nb, b)
-    keys = None if key is None else jax.random.split(key, nb * b).reshape(nb, b)
-
-    chip_struct = jax.ShapeDtypeStruct((*x.shape[:-2], *chip), x.dtype)
-    out = apply_output_shape(fn, chip_struct, key is not None)
-    if tuple(out.shape[-2:]) != chip:
-        raise ShapeError(
-            f"the per-chip operator changed the chip size from {chip} to {out.shape[-2:]}; "
-            "stitching needs outputs of the chip's size"
-        )
-    lead = out.shape[:-2]
-    dtype = _out_dtype(out.dtype, mode)
-    w2 = jnp.asarray(_weights_2d(mode, chip, weights)).astype(
-        dtype if mode != "max" else jnp.float32
+    n = int(jnp.shape(positions)[0])
+    keys = None if key is None else jax.random.split(key, n)
+    canvas, norm = patchwise_accumulate(
+        x,
+        fn,
+        positions,
+        chip,
+        batch_size=batch_size,
+        weights=weights,
+        mode=mode,
+        need_norm=grid is None,
+        keys=keys,
     )
-    need_norm = grid is None
-    if mode == "max":
-        canvas0 = jnp.full((*lead, *scene), _lowest(dtype), dtype)
-    else:
-        canvas0 = jnp.zeros((*lead, *scene), dtype)
-    norm0 = jnp.zeros(scene, jnp.float32) if need_norm else jnp.zeros((), jnp.float32)
-
-    def step(carry: Any, batch: Any) -> tuple[Any, None]:
-        canvas, norm = carry
-        p, v, k = batch
-        chips = extract_patches(x, p, chip)
-        y = jax.vmap(fn)(chips, k) if k is not None else jax.vmap(lambda c: fn(c, None))(chips)
-        vb = v.reshape((b,) + (1,) * (y.ndim - 1))
-        if mode == "max":
-            y = jnp.where(vb, y.astype(dtype), _lowest(dtype))
-            canvas = accumulate(canvas, y, p, "max")
-            wn = jnp.broadcast_to(jnp.ones(chip, jnp.float32), (b, *chip))
-        else:
-            y = jnp.where(vb, y.astype(dtype) * w2, jnp.zeros((), dtype))
-            canvas = accumulate(canvas, y, p, "add")
-            wn = jnp.broadcast_to(w2.astype(jnp.float32), (b, *chip))
-        if need_norm:
-            wn = jnp.where(v[:, None, None], wn, 0.0)
-            norm = accumulate(norm, wn, p, "add")
-        return (canvas, norm), None
-
-    (canvas, norm), _ = lax.scan(step, (canvas0, norm0), (pos, valid, keys))
-    return _finish(canvas, norm if need_norm else None, scene, chip, mode, grid, weights, fill)
+    return finish_stitch(
+        canvas,
+        None if grid is not None else norm,
+        chip,
+        weights=weights,
+        mode=mode,
+        grid=grid,
+        fill=fill,
+    )
 
 
 def map_chips(
