@@ -1,1 +1,46 @@
-"""georax.data: deterministic synthetic sample scenes shipped with the package."""
+"""georax.data: deterministic synthetic sample scenes shipped with the package.
+
+Generated with NumPy from a seed (no data files): a Sentinel-2-like L1C scene with QA60 cloud
+bits, a Sentinel-1-like VV/VH scene and a DEM of the same synthetic world on different grids.
+See :mod:`georax.data.synthetic` for the recipe and the QA60 semantics.
+"""
+
+from georax.data.synthetic import (
+    DEFAULT_CRS,
+    DEFAULT_ORIGIN,
+    LANDCOVER_CLASSES,
+    QA60_CIRRUS_BIT,
+    QA60_OPAQUE_BIT,
+    S1_BANDS,
+    S1_SIGMA0,
+    S2_BANDS,
+    S2_REFLECTANCE,
+    S2Truth,
+    dem,
+    fusion_scenes,
+    landcover,
+    sentinel1_grd,
+    sentinel2_l1c,
+    sentinel2_truth,
+    write_sample_cogs,
+)
+
+__all__ = [
+    "DEFAULT_CRS",
+    "DEFAULT_ORIGIN",
+    "LANDCOVER_CLASSES",
+    "QA60_CIRRUS_BIT",
+    "QA60_OPAQUE_BIT",
+    "S1_BANDS",
+    "S1_SIGMA0",
+    "S2_BANDS",
+    "S2_REFLECTANCE",
+    "S2Truth",
+    "dem",
+    "fusion_scenes",
+    "landcover",
+    "sentinel1_grd",
+    "sentinel2_l1c",
+    "sentinel2_truth",
+    "write_sample_cogs",
+]

@@ -1,21 +1,119 @@
-"""GeoTensor: a georeferenced array carrier that works through jit, vmap and grad."""
+"""GeoTensor: a georeferenced array carrier that works through jit, vmap and grad.
+
+The pixels are the only leaf; the georeferencing (affine transform, CRS, nodata value, band
+names) is static, hence known at trace time. Indexing a GeoTensor (``gt[..., 10:20, 5:50]``) and
+the cropping helpers return a GeoTensor whose transform points at the new upper-left pixel, so
+georeferencing survives slicing inside and outside ``jax.jit``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import math
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from affine import Affine
 
 from georax.core.carrier import Carrier
+from georax.core.errors import GeoraxError, ShapeError
 from georax.core.operator import static
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "BoundingBox",
+    "GeoTensor",
+    "GeoTensorRequiredError",
+    "crs_equal",
+    "require_geotensor",
+]
+
+
+class GeoTensorRequiredError(GeoraxError, TypeError):
+    """A geo-specific operation received something that is not a :class:`GeoTensor`."""
+
+
+class BoundingBox(NamedTuple):
+    """Bounds in CRS units, rasterio order: ``(left, bottom, right, top)``."""
+
+    left: float
+    bottom: float
+    right: float
+    top: float
+
+
+_IDENTITY = Affine.identity()
 
 
 def _as_affine(transform: Any) -> Affine:
     if isinstance(transform, Affine):
         return transform
     return Affine(*tuple(transform)[:6])
+
+
+@functools.lru_cache(maxsize=256)
+def _crs_equal_cached(a: str, b: str) -> bool:
+    from pyproj import CRS
+
+    return bool(CRS.from_user_input(a) == CRS.from_user_input(b))
+
+
+def crs_equal(a: Any, b: Any) -> bool:
+    """Whether two CRS descriptions denote the same CRS (``"EPSG:32630"`` equals its WKT).
+
+    ``None`` (unknown CRS) equals only ``None``. Parsing goes through pyproj and is cached, so
+    this is cheap to call at trace time.
+
+    **Arguments:**
+
+    - `a`, `b`: CRS strings (EPSG code, WKT, PROJ), pyproj/rasterio CRS objects, or None.
+
+    **Returns:** True when both are None or both parse to equal CRSs.
+    """
+    if a is None or b is None:
+        return a is None and b is None
+    sa, sb = str(a), str(b)
+    if sa == sb:
+        return True
+    return _crs_equal_cached(sa, sb)
+
+
+def require_geotensor(x: Any, who: str) -> GeoTensor:
+    """Return ``x`` if it is a GeoTensor, else raise :class:`GeoTensorRequiredError`.
+
+    Geo-specific operators call this so a plain array gets a clear, typed error instead of an
+    ``AttributeError`` deep inside the operator.
+
+    **Arguments:**
+
+    - `x`: the input to check.
+    - `who`: the caller's name, used in the message (e.g. ``"AssertCRSEquals"``).
+    """
+    if not isinstance(x, GeoTensor):
+        raise GeoTensorRequiredError(
+            f"{who} needs a georax.GeoTensor (it reads crs/transform/band_names), got "
+            f"{type(x).__name__}; wrap the array with gx.GeoTensor(values, transform, crs)"
+        )
+    return x
+
+
+def _spatial_slice(index: Any, size: int, axis: str) -> tuple[int, int, int]:
+    """Resolve an index on a spatial axis to ``(start, stop, step)``; refuse non-slices."""
+    if not isinstance(index, slice):
+        raise ShapeError(
+            f"GeoTensor indexing must keep the {axis} axis: got {index!r}; use a slice such "
+            "as i:i+1, or index .values for a plain array"
+        )
+    start, stop, step = index.indices(size)
+    if step <= 0:
+        raise ShapeError(f"GeoTensor {axis} slice step must be positive, got {step}")
+    if len(range(start, stop, step)) == 0:
+        raise ShapeError(f"GeoTensor {axis} slice {index!r} selects no pixels of {size}")
+    return start, stop, step
 
 
 class GeoTensor(Carrier):
@@ -25,10 +123,17 @@ class GeoTensor(Carrier):
     ``fill_value`` and ``band_names`` are static, so a GeoTensor passes through ``jit``/``vmap``/
     ``grad`` like an array and its metadata is known at trace time.
 
+    Indexing keeps the carrier: ``gt[1:3, 100:200, 50:150]`` selects bands 1-2 and a window, and
+    the result's transform points at pixel (row 100, col 50) of the original (steps scale the
+    pixel size). Band axes may also be indexed by band name (``gt["B04"]``, ``gt[["B04",
+    "B08"]]``). The last two axes must be indexed with slices: a GeoTensor always has a grid.
+
     **Arguments:**
 
-    - `values`: the pixels, bands-first, last two axes are rows (y) and columns (x).
-    - `transform`: an :class:`affine.Affine` (or its 6 coefficients) mapping (col, row) to CRS x/y.
+    - `values`: the pixels, bands-first, last two axes are rows (y) and columns (x). NumPy input
+      is converted with :func:`jax.numpy.asarray` (so float64 becomes float32 unless x64 is on).
+    - `transform`: an :class:`affine.Affine` (or its 6 coefficients) mapping (col, row) of a
+      pixel's upper-left corner to CRS x/y.
     - `crs`: a CRS string (``"EPSG:32630"`` or WKT), or None when unknown.
     - `fill_value`: the nodata value, or None.
     - `band_names`: optional names, one per band (``values.shape[-3]``).
@@ -43,29 +148,282 @@ class GeoTensor(Carrier):
     def __init__(
         self,
         values: Any,
-        transform: Any = Affine.identity(),
+        transform: Any = _IDENTITY,
         crs: Any = None,
         fill_value: float | int | None = None,
         band_names: Any = None,
     ) -> None:
-        self.values = values if isinstance(values, jax.Array) else jnp.asarray(values)
+        if isinstance(values, jax.Array | jax.ShapeDtypeStruct):
+            self.values = values
+        else:
+            self.values = jnp.asarray(values)
         self.transform = _as_affine(transform)
-        self.crs = None if crs is None else str(crs)
+        if crs is None:
+            self.crs = None
+        elif isinstance(crs, str):
+            self.crs = crs
+        else:  # rasterio / pyproj CRS objects: keep the short form when there is one
+            to_string = getattr(crs, "to_string", None)
+            self.crs = str(to_string() if callable(to_string) else crs)
         self.fill_value = fill_value
         self.band_names = None if band_names is None else tuple(str(b) for b in band_names)
+        shape = tuple(self.values.shape)
+        if len(shape) < 2:
+            raise ShapeError(f"GeoTensor values need at least 2 axes (H, W), got shape {shape}")
+        if self.band_names is not None and (len(shape) < 3 or shape[-3] != len(self.band_names)):
+            raise ShapeError(
+                f"GeoTensor band_names {self.band_names} do not match values shape {shape} "
+                "(one name per band on axis -3)"
+            )
 
+    # ------------------------------------------------------------------ carrier protocol
     def with_values(self, values: Any) -> GeoTensor:
-        """A copy holding ``values``; band names are dropped if the band count changed."""
+        """A copy holding ``values``; band names are dropped if the band count changed.
+
+        The new values must keep the grid (same last two axes): a pixel-moving operation has to
+        compute a new transform and build the GeoTensor itself.
+        """
         names = self.band_names
         shape = jnp.shape(values)
         if names is not None and (len(shape) < 3 or shape[-3] != len(names)):
             names = None
         return GeoTensor(values, self.transform, self.crs, self.fill_value, names)
 
+    def replace(self, **changes: Any) -> GeoTensor:
+        """A copy with some of ``values``/``transform``/``crs``/``fill_value``/``band_names``
+        replaced (validated like the constructor)."""
+        fields = {
+            "values": self.values,
+            "transform": self.transform,
+            "crs": self.crs,
+            "fill_value": self.fill_value,
+            "band_names": self.band_names,
+        }
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"GeoTensor.replace got unknown fields {sorted(unknown)}")
+        fields.update(changes)
+        return GeoTensor(**fields)
+
+    # ------------------------------------------------------------------ array-like metadata
     @property
     def shape(self) -> tuple[int, ...]:
+        """Shape of ``values``: ``(..., H, W)``."""
         return tuple(self.values.shape)
 
     @property
     def dtype(self) -> Any:
+        """dtype of ``values``."""
         return self.values.dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes of ``values``."""
+        return len(self.values.shape)
+
+    @property
+    def height(self) -> int:
+        """Number of rows (axis -2)."""
+        return int(self.values.shape[-2])
+
+    @property
+    def width(self) -> int:
+        """Number of columns (axis -1)."""
+        return int(self.values.shape[-1])
+
+    @property
+    def count(self) -> int:
+        """Number of bands (axis -3), 1 for a 2-D GeoTensor."""
+        return int(self.values.shape[-3]) if self.ndim >= 3 else 1
+
+    # ------------------------------------------------------------------ georeferencing
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """Pixel size ``(xres, yres)`` in CRS units, both positive (rotation-aware)."""
+        t = self.transform
+        return (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
+
+    res = resolution
+
+    @property
+    def is_rectilinear(self) -> bool:
+        """True when the transform has no rotation/shear (x depends on col only, y on row)."""
+        return self.transform.b == 0 and self.transform.d == 0
+
+    @property
+    def bounds(self) -> BoundingBox:
+        """Outer bounds of the grid ``(left, bottom, right, top)`` (pixel edges, not centres)."""
+        t, h, w = self.transform, self.height, self.width
+        xs, ys = zip(*(t * (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
+        return BoundingBox(min(xs), min(ys), max(xs), max(ys))
+
+    @property
+    def x_coords(self) -> np.ndarray:
+        """CRS x of each column's pixel centre (rectilinear transforms), float64 ``(W,)``."""
+        self._require_rectilinear("x_coords")
+        t = self.transform
+        return t.c + t.a * (np.arange(self.width, dtype=np.float64) + 0.5)
+
+    @property
+    def y_coords(self) -> np.ndarray:
+        """CRS y of each row's pixel centre (rectilinear transforms), float64 ``(H,)``."""
+        self._require_rectilinear("y_coords")
+        t = self.transform
+        return t.f + t.e * (np.arange(self.height, dtype=np.float64) + 0.5)
+
+    def xy(self, row: float, col: float, offset: str = "center") -> tuple[float, float]:
+        """CRS coordinates of pixel ``(row, col)``: its centre, or ``"ul"`` corner."""
+        d = 0.5 if offset == "center" else 0.0
+        x, y = self.transform * (col + d, row + d)
+        return float(x), float(y)
+
+    def index(self, x: float, y: float) -> tuple[int, int]:
+        """``(row, col)`` of the pixel containing CRS point ``(x, y)`` (may be off-grid)."""
+        col, row = ~self.transform * (x, y)
+        return math.floor(row), math.floor(col)
+
+    def same_grid(self, other: GeoTensor) -> bool:
+        """Whether ``other`` has the same transform, CRS and height/width (pixels align 1:1)."""
+        return (
+            self.transform.almost_equals(other.transform)
+            and crs_equal(self.crs, other.crs)
+            and self.shape[-2:] == other.shape[-2:]
+        )
+
+    def _require_rectilinear(self, what: str) -> None:
+        if not self.is_rectilinear:
+            raise ShapeError(f"GeoTensor.{what} needs an unrotated transform, got {self.transform}")
+
+    # ------------------------------------------------------------------ slicing and cropping
+    def _band_index(self, index: Any) -> Any:
+        """Translate band names in a band-axis index into integers."""
+
+        def one(i: Any) -> Any:
+            if isinstance(i, str):
+                if self.band_names is None or i not in self.band_names:
+                    raise ShapeError(f"no band named {i!r}; band_names are {self.band_names}")
+                return self.band_names.index(i)
+            return i
+
+        if isinstance(index, list | tuple):
+            return [one(i) for i in index]
+        return one(index)
+
+    def __getitem__(self, index: Any) -> GeoTensor:
+        if not isinstance(index, tuple):
+            index = (index,)
+        n_ellipsis = sum(i is Ellipsis for i in index)
+        if n_ellipsis > 1:
+            raise ShapeError("GeoTensor index may contain at most one Ellipsis")
+        if any(i is None for i in index):
+            raise ShapeError("GeoTensor indexing does not support None (new axes)")
+        ndim = self.ndim
+        if n_ellipsis:
+            at = index.index(Ellipsis)
+            fill = ndim - (len(index) - 1)
+            index = (*index[:at], *([slice(None)] * fill), *index[at + 1 :])
+        if len(index) > ndim:
+            raise ShapeError(f"too many indices ({len(index)}) for GeoTensor of shape {self.shape}")
+        index = (*index, *([slice(None)] * (ndim - len(index))))
+
+        r0, _, rstep = _spatial_slice(index[-2], self.height, "row (y)")
+        c0, _, cstep = _spatial_slice(index[-1], self.width, "column (x)")
+        transform = self.transform * Affine.translation(c0, r0) * Affine.scale(cstep, rstep)
+
+        names = self.band_names
+        leading = list(index[:-2])
+        if ndim >= 3:
+            leading[-1] = self._band_index(leading[-1])
+            band = leading[-1]
+            if names is not None:
+                if isinstance(band, slice):
+                    names = names[band]
+                elif isinstance(band, list):
+                    names = tuple(names[int(i)] for i in band)
+                else:  # integer or array index: the band axis changes meaning or disappears
+                    names = None
+        values = self.values[(*leading, index[-2], index[-1])]
+        if names is not None and (values.ndim < 3 or values.shape[-3] != len(names)):
+            names = None
+        return GeoTensor(values, transform, self.crs, self.fill_value, names)
+
+    def crop(self, row_off: int, col_off: int, height: int, width: int) -> GeoTensor:
+        """The window of ``height`` x ``width`` pixels starting at ``(row_off, col_off)``.
+
+        The window must lie inside the grid (use :func:`georax.io.read` with ``boundless=True``
+        to read past the edges of a file).
+        """
+        if (
+            min(row_off, col_off) < 0
+            or height <= 0
+            or width <= 0
+            or row_off + height > self.height
+            or col_off + width > self.width
+        ):
+            raise ShapeError(
+                f"crop window rows [{row_off}, {row_off + height}) x cols [{col_off}, "
+                f"{col_off + width}) is not inside the {self.height}x{self.width} grid"
+            )
+        return self[..., row_off : row_off + height, col_off : col_off + width]
+
+    def crop_bounds(self, bounds: tuple[float, float, float, float]) -> GeoTensor:
+        """The smallest whole-pixel window covering ``(left, bottom, right, top)`` (same CRS).
+
+        Partially covered edge pixels are included; the window is clipped to the grid, and an
+        empty intersection raises :class:`~georax.errors.ShapeError`.
+        """
+        left, bottom, right, top = bounds
+        inv = ~self.transform
+        cols, rows = zip(
+            *(
+                inv * (x, y)
+                for x, y in ((left, top), (right, top), (left, bottom), (right, bottom))
+            ),
+            strict=True,
+        )
+        eps = 1e-9
+        r0 = max(0, math.floor(min(rows) + eps))
+        r1 = min(self.height, math.ceil(max(rows) - eps))
+        c0 = max(0, math.floor(min(cols) + eps))
+        c1 = min(self.width, math.ceil(max(cols) - eps))
+        if r1 <= r0 or c1 <= c0:
+            raise ShapeError(f"bounds {tuple(bounds)} do not intersect the grid {self.bounds}")
+        return self[..., r0:r1, c0:c1]
+
+    def select_bands(self, bands: Any) -> GeoTensor:
+        """Keep the given bands (names or 0-based indices, in that order) on axis -3."""
+        if self.ndim < 3:
+            raise ShapeError(f"select_bands needs a band axis; shape is {self.shape}")
+        return self[..., list(bands) if not isinstance(bands, str) else [bands], :, :]
+
+    def astype(self, dtype: Any) -> GeoTensor:
+        """A copy with ``values`` cast to ``dtype`` (georeferencing kept)."""
+        return self.with_values(self.values.astype(dtype))
+
+    def to_numpy(self) -> np.ndarray:
+        """``values`` as a NumPy array (no copy on CPU where JAX allows it)."""
+        return np.asarray(self.values)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        arr = np.asarray(self.values)
+        return arr if dtype is None else arr.astype(dtype)
+
+    # ------------------------------------------------------------------ xarray
+    def to_xarray(self, name: str | None = None) -> xr.DataArray:
+        """This GeoTensor as an :class:`xarray.DataArray` readable by rioxarray.
+
+        See :func:`georax.io.xarray.to_xarray`.
+        """
+        from georax.io.xarray import to_xarray
+
+        return to_xarray(self, name=name)
+
+    @classmethod
+    def from_xarray(cls, da: xr.DataArray) -> GeoTensor:
+        """Build a GeoTensor from a DataArray with ``y``/``x`` coordinates and a CRS.
+
+        See :func:`georax.io.xarray.from_xarray`.
+        """
+        from georax.io.xarray import from_xarray
+
+        return from_xarray(da)

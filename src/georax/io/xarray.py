@@ -1,0 +1,192 @@
+"""GeoTensor <-> :class:`xarray.DataArray`, in the layout rioxarray reads and writes.
+
+A DataArray from :func:`to_xarray` looks like one from ``rioxarray.open_rasterio``: dims
+``("band", "y", "x")`` (``("y", "x")`` for 2-D; extra leading axes are ``dim_0``...), ``x``/``y``
+coordinates at pixel centres, integer ``band`` coordinate ``1..n``, band names in the
+``long_name`` attribute, nodata in ``_FillValue``, and the CRS in a scalar ``spatial_ref``
+coordinate carrying the CF grid-mapping attributes, ``crs_wkt``/``spatial_ref`` (WKT) and the
+GDAL ``GeoTransform`` -- so ``da.rio.crs`` and ``da.rio.transform()`` work without rioxarray
+having written it, and rioxarray is not needed at run time.
+
+Copies: :func:`to_xarray` wraps ``np.asarray(gt.values)``, a read-only view of the JAX buffer on
+the CPU backend (no copy). :func:`from_xarray` adopts the DataArray's NumPy buffer without a copy
+when it is C-contiguous, 64-byte aligned and of a dtype JAX keeps (``copy=False``); otherwise it
+copies once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from affine import Affine
+
+from georax.core.errors import DataError, ShapeError
+from georax.tensor.buffers import as_jax_array, host_view
+from georax.tensor.geotensor import GeoTensor, require_geotensor
+
+__all__ = ["from_xarray", "to_xarray"]
+
+_GRID_MAPPING = "spatial_ref"
+
+
+def _crs_attrs(crs: str) -> dict[str, Any]:
+    from pyproj import CRS
+
+    c = CRS.from_user_input(crs)
+    attrs = {k: v for k, v in c.to_cf().items() if v is not None}
+    wkt = c.to_wkt()
+    attrs["crs_wkt"] = wkt
+    attrs["spatial_ref"] = wkt
+    return attrs
+
+
+def to_xarray(gt: GeoTensor, *, name: str | None = None) -> xr.DataArray:
+    """Convert a GeoTensor to a rioxarray-compatible :class:`xarray.DataArray`.
+
+    **Arguments:**
+
+    - `gt`: the GeoTensor (unrotated transform: x depends on column only, y on row only).
+    - `name`: the DataArray's name.
+
+    **Returns:** a DataArray sharing the GeoTensor's memory on the CPU backend (read-only).
+
+    **Raises:** :class:`~georax.errors.ShapeError` for a rotated transform (``x``/``y``
+    coordinates cannot describe it).
+    """
+    gt = require_geotensor(gt, "to_xarray")
+    if not gt.is_rectilinear:
+        raise ShapeError(f"to_xarray needs an unrotated transform, got {gt.transform}")
+    data = host_view(gt.values)
+    ndim = data.ndim
+    spatial = ("y", "x")
+    if ndim == 2:
+        dims: tuple[str, ...] = spatial
+    else:
+        dims = (*(f"dim_{i}" for i in range(ndim - 3)), "band", *spatial)
+    coords: dict[str, Any] = {"y": gt.y_coords, "x": gt.x_coords}
+    if ndim >= 3:
+        coords["band"] = np.arange(1, data.shape[-3] + 1)
+    t = gt.transform
+    ref_attrs = _crs_attrs(gt.crs) if gt.crs is not None else {}
+    ref_attrs["GeoTransform"] = " ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+    coords[_GRID_MAPPING] = xr.Variable((), np.int64(0), attrs=ref_attrs)
+    attrs: dict[str, Any] = {"AREA_OR_POINT": "Area"}
+    if gt.fill_value is not None:
+        attrs["_FillValue"] = gt.fill_value
+    if gt.band_names is not None:
+        attrs["long_name"] = tuple(gt.band_names)
+    da = xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name=name)
+    da.encoding["grid_mapping"] = _GRID_MAPPING
+    return da
+
+
+def _transform_from_coords(da: xr.DataArray, xdim: str, ydim: str) -> Affine:
+    xs = np.asarray(da[xdim].values, dtype=np.float64)
+    ys = np.asarray(da[ydim].values, dtype=np.float64)
+    if xs.size < 2 or ys.size < 2:
+        raise DataError(
+            "from_xarray: cannot infer pixel size from a single x or y coordinate; add a "
+            "'GeoTransform' attribute to the spatial_ref coordinate"
+        )
+    dx, dy = np.diff(xs), np.diff(ys)
+    for label, d in (("x", dx), ("y", dy)):
+        if not np.allclose(d, d[0], rtol=1e-6, atol=1e-9 * max(1.0, abs(float(d[0])))):
+            raise DataError(f"from_xarray: {label} coordinates are not evenly spaced")
+    rx, ry = float(dx.mean()), float(dy.mean())
+    return Affine(rx, 0.0, xs[0] - rx / 2, 0.0, ry, ys[0] - ry / 2)
+
+
+def _find_crs(da: xr.DataArray) -> str | None:
+    gm_name = da.encoding.get("grid_mapping", da.attrs.get("grid_mapping", _GRID_MAPPING))
+    for holder in (da.coords.get(gm_name), da.coords.get(_GRID_MAPPING)):
+        if holder is not None:
+            for key in ("crs_wkt", "spatial_ref"):
+                if key in holder.attrs:
+                    return _short_crs(holder.attrs[key])
+    if "crs" in da.attrs:
+        return _short_crs(da.attrs["crs"])
+    return None
+
+
+def _short_crs(crs: Any) -> str:
+    """EPSG code when the CRS has one that round-trips exactly, else WKT."""
+    from pyproj import CRS
+
+    c = CRS.from_user_input(crs)
+    epsg = c.to_epsg(min_confidence=100)
+    return f"EPSG:{epsg}" if epsg is not None else c.to_wkt()
+
+
+def from_xarray(da: xr.DataArray, *, copy: bool = False) -> GeoTensor:
+    """Convert a DataArray (e.g. from ``rioxarray.open_rasterio`` or :func:`to_xarray`) back.
+
+    The last two dims must be ``y`` and ``x`` (or ``lat``/``lon``); any dims before them are
+    kept in order, the one right before ``y`` being the band axis. The transform comes from the
+    grid mapping's ``GeoTransform`` attribute when present, else from evenly spaced ``x``/``y``
+    pixel-centre coordinates. CRS from the grid mapping's ``crs_wkt``/``spatial_ref`` (or a
+    ``crs`` attribute); band names from a ``long_name`` tuple or a string ``band`` coordinate;
+    ``fill_value`` from ``_FillValue``/``nodata`` (attribute or encoding).
+
+    **Arguments:**
+
+    - `da`: the DataArray. Dask-backed arrays are computed.
+    - `copy`: force a copy of the pixels. With ``False`` (default) an aligned, contiguous NumPy
+      buffer is adopted without copying: do not modify ``da`` in place afterwards.
+
+    **Returns:** a :class:`~georax.GeoTensor`.
+
+    **Raises:** :class:`~georax.errors.ShapeError` when the spatial dims are missing or not
+    last, :class:`~georax.errors.DataError` for irregular coordinates.
+    """
+    if not isinstance(da, xr.DataArray):
+        raise ShapeError(f"from_xarray needs an xarray.DataArray, got {type(da).__name__}")
+    dims = tuple(str(d) for d in da.dims)
+    ydim = "y" if "y" in dims else "lat" if "lat" in dims else None
+    xdim = "x" if "x" in dims else "lon" if "lon" in dims else None
+    if xdim is None or ydim is None:
+        raise ShapeError(f"from_xarray: DataArray needs 'y' and 'x' dims, got {dims}")
+    if dims[-2:] != (ydim, xdim):
+        raise ShapeError(
+            f"from_xarray: the last two dims must be ({ydim!r}, {xdim!r}), got {dims}; "
+            f"transpose first: da.transpose(..., {ydim!r}, {xdim!r})"
+        )
+    gm = da.coords.get(da.encoding.get("grid_mapping", _GRID_MAPPING))
+    geotransform = gm.attrs.get("GeoTransform") if gm is not None else None
+    if geotransform is not None:
+        c, a, b, f, d, e = (float(v) for v in str(geotransform).split())
+        transform = Affine(a, b, c, d, e, f)
+        # A subset (isel) of a DataArray keeps the parent's GeoTransform: re-anchor on coords.
+        if b == 0 and d == 0 and da.sizes[xdim] >= 1 and da.sizes[ydim] >= 1:
+            x0 = float(da[xdim].values[0]) - a / 2
+            y0 = float(da[ydim].values[0]) - e / 2
+            transform = Affine(a, 0.0, x0, 0.0, e, y0)
+    else:
+        transform = _transform_from_coords(da, xdim, ydim)
+    crs = _find_crs(da)
+
+    names = da.attrs.get("long_name")
+    band_dim = dims[-3] if len(dims) >= 3 else None
+    if (
+        isinstance(names, list | tuple)
+        and band_dim is not None
+        and len(names) == da.sizes[band_dim]
+    ):
+        band_names: tuple[str, ...] | None = tuple(str(n) for n in names)
+    elif band_dim is not None and band_dim in da.coords and da[band_dim].dtype.kind in "UO":
+        band_names = tuple(str(v) for v in da[band_dim].values)
+    else:
+        band_names = None
+    fill = None
+    for source in (da.attrs, da.encoding):
+        for key in ("_FillValue", "nodata"):
+            if key in source and source[key] is not None:
+                fill = source[key]
+                break
+        if fill is not None:
+            break
+    if isinstance(fill, np.generic):
+        fill = fill.item()
+    data = np.asarray(da.data)
+    return GeoTensor(as_jax_array(data, copy=copy), transform, crs, fill, band_names)
