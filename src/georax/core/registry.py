@@ -7,6 +7,9 @@ the sandboxed loader consult; nothing is ever imported from a string found in a 
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -95,3 +98,46 @@ def public_operators(
         keep.add(path)
     keep |= {short for short, target in _ALIASES.items() if target in keep}
     return frozenset(keep)
+
+
+#: The layers whose modules define YAML-loadable operators (see DESIGN.md, Layout).
+OPERATOR_PACKAGES = ("georax.core", "georax.array", "georax.tensor", "georax.patch", "georax.geo")
+
+
+def discover(packages: Iterable[str] = OPERATOR_PACKAGES) -> list[str]:
+    """Import every module of ``packages`` so their operators register themselves.
+
+    Registration happens when a class is defined, so a loader that should accept, say,
+    ``georax.geo.cloud.MaskClouds`` needs ``georax.geo.cloud`` imported first. This is the
+    start-up step of a server that builds its allow-list by introspection (the seeds' case 6).
+    Only the named packages (trusted code) are imported -- never a name read from a document.
+
+    **Arguments:**
+
+    - `packages`: dotted package (or module) names.
+
+    **Returns:** the names of the modules imported. A module that fails to import is skipped
+    with a `RuntimeWarning` naming it (its operators are then simply not registered).
+    """
+    imported: list[str] = []
+    for name in packages:
+        try:
+            package = importlib.import_module(name)
+        except ImportError as e:
+            warnings.warn(
+                f"georax.registry.discover: cannot import {name}: {e}", RuntimeWarning, stacklevel=2
+            )
+            continue
+        imported.append(name)
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=name + "."):
+            try:
+                importlib.import_module(info.name)
+            except Exception as e:  # a broken module must not stop discovery of the others
+                warnings.warn(
+                    f"georax.registry.discover: cannot import {info.name}: {type(e).__name__}: {e}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            imported.append(info.name)
+    return imported
