@@ -1,0 +1,131 @@
+"""Geo-specific QC checks on a :class:`~georax.GeoTensor`: CRS, resolution, band schema.
+
+Pass-through operators with the same ``on_fail`` policy (``"raise"``/``"warn"``/``"off"``) as
+:mod:`georax.array.qc`. They read only static metadata, so they act at call/trace time: under
+``jax.jit`` a failing ``"raise"`` check raises :class:`~georax.array.qc.QCError` while tracing,
+before anything runs. A plain array (no georeferencing) is refused with
+:class:`~georax.tensor.GeoTensorRequiredError` unless the check is ``"off"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from georax.array.qc import QCOperator
+from georax.core.operator import as_tuple, static
+from georax.tensor.geotensor import crs_equal, require_geotensor
+
+__all__ = ["AssertCRSEquals", "AssertResolutionWithin", "AssertSchema"]
+
+
+class AssertCRSEquals(QCOperator):
+    """Check that the GeoTensor's CRS equals ``crs`` (compared as CRSs, not strings).
+
+    ``"EPSG:32630"`` matches the equivalent WKT; a GeoTensor without CRS fails.
+
+    **Arguments:**
+
+    - `crs`: the expected CRS (EPSG code, WKT or PROJ string).
+    - `on_fail`: ``"raise"``, ``"warn"`` or ``"off"``.
+    """
+
+    crs: str = static()
+    on_fail: str = static(default="raise")
+
+    def __check_init__(self) -> None:
+        if not isinstance(self.crs, str):
+            self.fail("crs", "must be a CRS string such as 'EPSG:32630'")
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            CRS.from_user_input(self.crs)
+        except CRSError as e:
+            self.fail("crs", f"is not a valid CRS: {e}")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        if not self.enabled:
+            return x
+        gt = require_geotensor(x, self.name)
+        if gt.crs is None or not crs_equal(gt.crs, self.crs):
+            self.report(f"CRS is {gt.crs}, expected {self.crs}", {"crs": gt.crs})
+        return x
+
+
+class AssertResolutionWithin(QCOperator):
+    """Check that both pixel sizes (``xres``, ``yres``, CRS units) lie in ``[lo, hi]``.
+
+    ``AssertResolutionWithin((9.5, 10.5))`` accepts a 10 m grid.
+
+    **Arguments:**
+
+    - `limits`: ``(lo, hi)``, inclusive, in CRS units.
+    - `on_fail`: ``"raise"``, ``"warn"`` or ``"off"``.
+    """
+
+    limits: tuple[float, float] = static(converter=as_tuple)
+    on_fail: str = static(default="raise")
+
+    def __check_init__(self) -> None:
+        ok = (
+            isinstance(self.limits, tuple)
+            and len(self.limits) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.limits)
+            and 0 <= self.limits[0] <= self.limits[1]
+        )
+        if not ok:
+            self.fail("limits", "must be (lo, hi) with 0 <= lo <= hi")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        if not self.enabled:
+            return x
+        gt = require_geotensor(x, self.name)
+        lo, hi = self.limits
+        xres, yres = gt.resolution
+        if not (lo <= xres <= hi and lo <= yres <= hi):
+            self.report(
+                f"resolution ({xres:.6g}, {yres:.6g}) outside [{lo}, {hi}]",
+                {"xres": xres, "yres": yres},
+            )
+        return x
+
+
+class AssertSchema(QCOperator):
+    """Check the GeoTensor's band names.
+
+    With ``exact=True`` the names must equal ``bands`` in order; with ``exact=False`` every name in
+    ``bands`` must be present (in any position). A GeoTensor without band names fails.
+
+    **Arguments:**
+
+    - `bands`: the expected band names.
+    - `exact`: require the exact list (default) or only that these bands are present.
+    - `on_fail`: ``"raise"``, ``"warn"`` or ``"off"``.
+    """
+
+    bands: tuple[str, ...] = static(converter=as_tuple)
+    exact: bool = static(default=True)
+    on_fail: str = static(default="raise")
+
+    def __check_init__(self) -> None:
+        if not isinstance(self.bands, tuple) or not self.bands:
+            self.fail("bands", "must be a non-empty sequence of band names")
+        if not all(isinstance(b, str) for b in self.bands):
+            self.fail("bands", "every band name must be a string")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        if not self.enabled:
+            return x
+        gt = require_geotensor(x, self.name)
+        names = gt.band_names
+        if names is None:
+            self.report(f"GeoTensor has no band names, expected {list(self.bands)}")
+        elif self.exact and names != self.bands:
+            self.report(f"band names {list(names)} != expected {list(self.bands)}")
+        elif not self.exact:
+            missing = [b for b in self.bands if b not in names]
+            if missing:
+                self.report(f"missing band(s) {missing}; has {list(names)}")
+        return x
