@@ -66,7 +66,7 @@ import numpy as np
 from affine import Affine
 
 from georax.core.errors import ConfigError
-from georax.tensor.geotensor import GeoTensor, crs_equal
+from georax.tensor.geotensor import GeoTensor, apply_transform, crs_equal
 
 __all__ = [
     "DEFAULT_CRS",
@@ -171,7 +171,7 @@ def _grid_coords(transform: Affine, crs: str, shape: tuple[int, int]) -> _Coords
     from pyproj import Transformer
 
     cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    gx, gy = transform * (cols, rows)
+    gx, gy = apply_transform(transform, cols, rows)
     to_world = Transformer.from_crs(crs, DEFAULT_CRS, always_xy=True)
     x, y = to_world.transform(gx, gy)
     return _Coords(np.asarray(x), np.asarray(y), False)

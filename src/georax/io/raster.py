@@ -47,7 +47,13 @@ from georax.io.errors import (
     WindowError,
 )
 from georax.tensor.buffers import aligned_empty, as_jax_array
-from georax.tensor.geotensor import BoundingBox, GeoTensor, crs_equal, require_geotensor
+from georax.tensor.geotensor import (
+    BoundingBox,
+    GeoTensor,
+    apply_transform,
+    crs_equal,
+    require_geotensor,
+)
 
 __all__ = ["RasterInfo", "info", "iter_blocks", "read", "write", "write_cog"]
 
@@ -226,7 +232,8 @@ def _window_from_bounds(src: Any, bounds: Any, bounds_crs: Any, path: str) -> Wi
         )
     inv = ~src.transform
     corners = [
-        inv * (x, y) for x, y in ((left, top), (right, top), (left, bottom), (right, bottom))
+        apply_transform(inv, x, y)
+        for x, y in ((left, top), (right, top), (left, bottom), (right, bottom))
     ]
     cols = [c for c, _ in corners]
     rows = [r for _, r in corners]

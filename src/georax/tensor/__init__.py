@@ -5,15 +5,19 @@ from georax.tensor.geotensor import (
     BoundingBox,
     GeoTensor,
     GeoTensorRequiredError,
+    apply_transform,
     crs_equal,
     require_geotensor,
+    window_transform,
 )
 
 __all__ = [
     "BoundingBox",
     "GeoTensor",
     "GeoTensorRequiredError",
+    "apply_transform",
     "as_jax_array",
     "crs_equal",
     "require_geotensor",
+    "window_transform",
 ]

@@ -28,8 +28,10 @@ __all__ = [
     "BoundingBox",
     "GeoTensor",
     "GeoTensorRequiredError",
+    "apply_transform",
     "crs_equal",
     "require_geotensor",
+    "window_transform",
 ]
 
 
@@ -53,6 +55,25 @@ def _as_affine(transform: Any) -> Affine:
     if isinstance(transform, Affine):
         return transform
     return Affine(*tuple(transform)[:6])
+
+
+def apply_transform(transform: Affine, col: Any, row: Any) -> tuple[Any, Any]:
+    """Map pixel ``(col, row)`` (scalars or arrays) to CRS ``(x, y)`` through ``transform``.
+
+    Written out instead of ``transform * (col, row)`` (deprecated in affine 3) or
+    ``transform @ (col, row)`` (absent in affine 2), so it works with both.
+    """
+    t = transform
+    return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
+
+
+def window_transform(
+    transform: Affine, col_off: float, row_off: float, col_step: float = 1, row_step: float = 1
+) -> Affine:
+    """The transform of the sub-grid starting at ``(col_off, row_off)`` with the given strides."""
+    t = transform
+    x0, y0 = apply_transform(t, col_off, row_off)
+    return Affine(t.a * col_step, t.b * row_step, x0, t.d * col_step, t.e * row_step, y0)
 
 
 @functools.lru_cache(maxsize=256)
@@ -254,7 +275,9 @@ class GeoTensor(Carrier):
     def bounds(self) -> BoundingBox:
         """Outer bounds of the grid ``(left, bottom, right, top)`` (pixel edges, not centres)."""
         t, h, w = self.transform, self.height, self.width
-        xs, ys = zip(*(t * (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
+        xs, ys = zip(
+            *(apply_transform(t, c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True
+        )
         return BoundingBox(min(xs), min(ys), max(xs), max(ys))
 
     @property
@@ -274,12 +297,12 @@ class GeoTensor(Carrier):
     def xy(self, row: float, col: float, offset: str = "center") -> tuple[float, float]:
         """CRS coordinates of pixel ``(row, col)``: its centre, or ``"ul"`` corner."""
         d = 0.5 if offset == "center" else 0.0
-        x, y = self.transform * (col + d, row + d)
+        x, y = apply_transform(self.transform, col + d, row + d)
         return float(x), float(y)
 
     def index(self, x: float, y: float) -> tuple[int, int]:
         """``(row, col)`` of the pixel containing CRS point ``(x, y)`` (may be off-grid)."""
-        col, row = ~self.transform * (x, y)
+        col, row = apply_transform(~self.transform, x, y)
         return math.floor(row), math.floor(col)
 
     def same_grid(self, other: GeoTensor) -> bool:
@@ -328,7 +351,7 @@ class GeoTensor(Carrier):
 
         r0, _, rstep = _spatial_slice(index[-2], self.height, "row (y)")
         c0, _, cstep = _spatial_slice(index[-1], self.width, "column (x)")
-        transform = self.transform * Affine.translation(c0, r0) * Affine.scale(cstep, rstep)
+        transform = window_transform(self.transform, c0, r0, cstep, rstep)
 
         names = self.band_names
         leading = list(index[:-2])
@@ -376,7 +399,7 @@ class GeoTensor(Carrier):
         inv = ~self.transform
         cols, rows = zip(
             *(
-                inv * (x, y)
+                apply_transform(inv, x, y)
                 for x, y in ((left, top), (right, top), (left, bottom), (right, bottom))
             ),
             strict=True,
