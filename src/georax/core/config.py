@@ -593,6 +593,17 @@ class _Builder:
                 owner=name,
                 field=key,
             )
+            if converters.get(key) is _LEAF_CONVERTER and not (
+                _numeric_nested(value) or isinstance(value, jax.Array | np.ndarray)
+            ):
+                raise ConfigError(
+                    name,
+                    key,
+                    _short(raw),
+                    "is an array parameter: expected a number, a (nested) list of numbers or "
+                    "an {_array_: ..., dtype: ..., shape: ...} mapping (note: YAML 1.1 reads "
+                    "1e-3 as a string; write 1.0e-3)",
+                )
             ok = _matches(value, hints.get(key, Any))
             if ok is False:
                 raise ConfigError(
