@@ -1,0 +1,74 @@
+"""Band-axis helpers shared by the geo families (private).
+
+georax rasters are bands-first, ``(..., band, H, W)``: the band axis is ``-3``. These helpers
+validate band indices with a typed error and carry band names through operators that change the
+band count (``GeoTensor.with_values`` drops names it cannot vouch for; here we know them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from georax.core.carrier import Carrier, map_values
+from georax.core.errors import ShapeError
+
+BAND_AXIS = -3
+
+
+def check_bands(x: Array, indices: Sequence[int], who: str) -> None:
+    """Raise :class:`ShapeError` unless ``x`` is ``(..., band, H, W)`` and every index is valid."""
+    shape = jnp.shape(x)
+    if len(shape) < 3:
+        raise ShapeError(
+            f"{who}: expected a bands-first array (..., band, H, W), got shape {shape}"
+        )
+    n = shape[BAND_AXIS]
+    for i in indices:
+        if not -n <= i < n:
+            raise ShapeError(f"{who}: band index {i} is out of range for {n} bands (shape {shape})")
+
+
+def take_band(x: Array, index: int) -> Array:
+    """Band ``index`` of ``x``, keeping no band axis: ``(..., H, W)``."""
+    return jnp.take(x, index, axis=BAND_AXIS)
+
+
+def drop_band(x: Array, index: int) -> Array:
+    """``x`` without band ``index``."""
+    n = x.shape[BAND_AXIS]
+    keep = [i for i in range(n) if i != index % n]
+    return jnp.take(x, jnp.asarray(keep), axis=BAND_AXIS)
+
+
+def map_bands(
+    fn: Callable[[Any], Any], x: Any, names: Callable[[tuple[str, ...] | None], Any] | None = None
+) -> Any:
+    """:func:`georax.core.map_values` that also sets band names on a carrier output.
+
+    **Arguments:**
+
+    - `fn`: array -> array.
+    - `x`: array or carrier.
+    - `names`: maps the input's band names (or None) to the output's (or None).
+    """
+    out = map_values(fn, x)
+    if names is None or not isinstance(x, Carrier) or not hasattr(out, "band_names"):
+        return out
+    new = names(getattr(x, "band_names", None))
+    if new is None:
+        return out
+    new = tuple(new)
+    if len(out.values.shape) < 3 or out.values.shape[BAND_AXIS] != len(new):
+        return out
+    return type(out)(out.values, out.transform, out.crs, out.fill_value, new)
+
+
+def with_fill_value(x: Any, fill: float | int | None) -> Any:
+    """A carrier with its nodata ``fill_value`` replaced (plain arrays pass through)."""
+    if isinstance(x, Carrier) and hasattr(x, "fill_value"):
+        return type(x)(x.values, x.transform, x.crs, fill, x.band_names)
+    return x

@@ -1,0 +1,375 @@
+"""Spectral indices: NDVI, NDWI, NBR, EVI, SAVI, any normalised difference, and the whole Awesome
+Spectral Indices catalog through :class:`SpectralIndex`.
+
+Each index maps ``(..., band, H, W)`` to a single band ``(..., 1, H, W)`` named after the index
+(a GeoTensor keeps its georeferencing). Band indices are static config; continuous coefficients
+(EVI's ``g, c1, c2, l``, SAVI's ``l``) are leaves, so they can be tuned or differentiated.
+Defaults follow the georax Sentinel-2 convention ``B02, B03, B04, B08, B11, B12[, QA60]``:
+blue 0, green 1, red 2, NIR 3, SWIR1 4, SWIR2 5.
+
+Division follows IEEE semantics (as NumPy and spyndex do): ``0/0`` gives NaN, NaN inputs give NaN.
+
+:class:`SpectralIndex` takes its formulas from the `spyndex <https://github.com/awesome-spectral-
+indices/spyndex>`_ package (optional extra ``georax[spectral]``) and compiles them to ``jax.numpy``
+with a whitelisting :mod:`ast` compiler (:mod:`georax.geo._formula`) — never ``eval``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from georax.core.carrier import values_of
+from georax.core.errors import ConfigError, GeoraxError
+from georax.core.operator import Operator, as_tuple, leaf, static
+from georax.geo._bands import check_bands, map_bands, take_band
+from georax.geo._formula import compile_formula
+
+__all__ = [
+    "EVI",
+    "NBR",
+    "NDVI",
+    "NDWI",
+    "SAVI",
+    "SENTINEL2_BANDS",
+    "MissingDependencyError",
+    "NormalizedDifference",
+    "SpectralIndex",
+    "catalog",
+    "evi",
+    "normalized_difference",
+    "savi",
+]
+
+#: spyndex band symbols -> band index, for the georax Sentinel-2 layout (B02 B03 B04 B08 B11 B12).
+SENTINEL2_BANDS: dict[str, int] = {"B": 0, "G": 1, "R": 2, "N": 3, "S1": 4, "S2": 5}
+
+
+class MissingDependencyError(GeoraxError, ImportError):
+    """An optional dependency (e.g. ``spyndex``) is needed and not installed."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure functions
+# ------------------------------------------------------------------------------------------------
+
+
+def normalized_difference(
+    a: Float[Array, "*batch H W"], b: Float[Array, "*batch H W"]
+) -> Float[Array, "*batch H W"]:
+    """``(a - b) / (a + b)``: NDVI with ``a = NIR, b = red``; NDWI with green, NIR; NBR with NIR,
+    SWIR2."""
+    return (a - b) / (a + b)
+
+
+def evi(
+    nir: Float[Array, "*batch H W"],
+    red: Float[Array, "*batch H W"],
+    blue: Float[Array, "*batch H W"],
+    g: ArrayLike = 2.5,
+    c1: ArrayLike = 6.0,
+    c2: ArrayLike = 7.5,
+    l: ArrayLike = 1.0,  # noqa: E741 (the literature's name)
+) -> Float[Array, "*batch H W"]:
+    """Enhanced Vegetation Index, ``g (N - R) / (N + c1 R - c2 B + l)`` (Huete et al. 2002)."""
+    return g * (nir - red) / (nir + c1 * red - c2 * blue + l)
+
+
+def savi(
+    nir: Float[Array, "*batch H W"],
+    red: Float[Array, "*batch H W"],
+    l: ArrayLike = 0.5,  # noqa: E741
+) -> Float[Array, "*batch H W"]:
+    """Soil-Adjusted Vegetation Index, ``(1 + l)(N - R) / (N + R + l)`` (Huete 1988)."""
+    return (1.0 + l) * (nir - red) / (nir + red + l)
+
+
+# ------------------------------------------------------------------------------------------------
+# Operators
+# ------------------------------------------------------------------------------------------------
+
+
+def _float(v: Array) -> Array:
+    v = jnp.asarray(v)
+    return v if jnp.issubdtype(v.dtype, jnp.floating) else v.astype(jnp.float32)
+
+
+def _check_band_field(op: Operator, name: str) -> None:
+    if not isinstance(getattr(op, name), int) or isinstance(getattr(op, name), bool):
+        op.fail(name, "must be an int band index")
+
+
+def _nd_call(x: Any, a: int, b: int, label: str) -> Any:
+    check_bands(values_of(x), (a, b), label)
+
+    def fn(v: Array) -> Array:
+        v = _float(v)
+        return normalized_difference(take_band(v, a), take_band(v, b))[..., None, :, :]
+
+    return map_bands(fn, x, names=lambda _: (label,))
+
+
+class NormalizedDifference(Operator):
+    """``(band a - band b) / (band a + band b)`` as one output band named ``label``.
+
+    **Arguments:**
+
+    - `a`, `b`: band indices.
+    - `label`: the output band's name.
+    """
+
+    a: int = static()
+    b: int = static()
+    label: str = static("ND")
+
+    def __check_init__(self) -> None:
+        _check_band_field(self, "a")
+        _check_band_field(self, "b")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return _nd_call(x, self.a, self.b, self.label)
+
+
+def _alias(value: int | None, alias: int | None, field: str, default: int) -> int:
+    if value is not None and alias is not None and value != alias:
+        raise ConfigError("NDVI", field, (value, alias), f"`{field}` and `{field}_idx` disagree")
+    if value is not None:
+        return value
+    return default if alias is None else alias
+
+
+class NDVI(Operator):
+    """Normalised Difference Vegetation Index, ``(NIR - red) / (NIR + red)``.
+
+    **Arguments:**
+
+    - `red`, `nir`: band indices (the seeds' ``red_idx``/``nir_idx`` are accepted as aliases).
+    """
+
+    red: int = static(2)
+    nir: int = static(3)
+
+    def __init__(
+        self,
+        red: int | None = None,
+        nir: int | None = None,
+        *,
+        red_idx: int | None = None,
+        nir_idx: int | None = None,
+    ) -> None:
+        self.red = _alias(red, red_idx, "red", 2)
+        self.nir = _alias(nir, nir_idx, "nir", 3)
+
+    def __check_init__(self) -> None:
+        _check_band_field(self, "red")
+        _check_band_field(self, "nir")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return _nd_call(x, self.nir, self.red, "NDVI")
+
+
+class NDWI(Operator):
+    """Normalised Difference Water Index (McFeeters 1996), ``(green - NIR) / (green + NIR)``."""
+
+    green: int = static(1)
+    nir: int = static(3)
+
+    def __check_init__(self) -> None:
+        _check_band_field(self, "green")
+        _check_band_field(self, "nir")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return _nd_call(x, self.green, self.nir, "NDWI")
+
+
+class NBR(Operator):
+    """Normalised Burn Ratio, ``(NIR - SWIR2) / (NIR + SWIR2)``."""
+
+    nir: int = static(3)
+    swir2: int = static(5)
+
+    def __check_init__(self) -> None:
+        _check_band_field(self, "nir")
+        _check_band_field(self, "swir2")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return _nd_call(x, self.nir, self.swir2, "NBR")
+
+
+class EVI(Operator):
+    """Enhanced Vegetation Index; coefficients are differentiable leaves.
+
+    **Arguments:**
+
+    - `blue`, `red`, `nir`: band indices.
+    - `g`, `c1`, `c2`, `l`: gain, aerosol coefficients and canopy background (MODIS defaults).
+    """
+
+    blue: int = static(0)
+    red: int = static(2)
+    nir: int = static(3)
+    g: Array = leaf(2.5)
+    c1: Array = leaf(6.0)
+    c2: Array = leaf(7.5)
+    l: Array = leaf(1.0)  # noqa: E741
+
+    def __check_init__(self) -> None:
+        for f in ("blue", "red", "nir"):
+            _check_band_field(self, f)
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        check_bands(values_of(x), (self.blue, self.red, self.nir), "EVI")
+
+        def fn(v: Array) -> Array:
+            v = _float(v)
+            n, r, b = (take_band(v, i) for i in (self.nir, self.red, self.blue))
+            return evi(n, r, b, self.g, self.c1, self.c2, self.l)[..., None, :, :]
+
+        return map_bands(fn, x, names=lambda _: ("EVI",))
+
+
+class SAVI(Operator):
+    """Soil-Adjusted Vegetation Index; ``l`` (soil brightness, 0.5 by default) is a leaf.
+
+    **Arguments:**
+
+    - `red`, `nir`: band indices.
+    - `l`: soil adjustment factor.
+    """
+
+    red: int = static(2)
+    nir: int = static(3)
+    l: Array = leaf(0.5)  # noqa: E741
+
+    def __check_init__(self) -> None:
+        _check_band_field(self, "red")
+        _check_band_field(self, "nir")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        check_bands(values_of(x), (self.red, self.nir), "SAVI")
+
+        def fn(v: Array) -> Array:
+            v = _float(v)
+            return savi(take_band(v, self.nir), take_band(v, self.red), self.l)[..., None, :, :]
+
+        return map_bands(fn, x, names=lambda _: ("SAVI",))
+
+
+# ------------------------------------------------------------------------------------------------
+# The Awesome Spectral Indices catalog
+# ------------------------------------------------------------------------------------------------
+
+
+def _spyndex() -> Any:
+    try:
+        import spyndex
+    except ImportError as e:  # pragma: no cover - exercised only without the extra
+        raise MissingDependencyError(
+            "SpectralIndex needs the optional dependency 'spyndex': pip install 'georax[spectral]'"
+        ) from e
+    return spyndex
+
+
+def catalog() -> dict[str, str]:
+    """``{index name: formula}`` for the Awesome Spectral Indices catalog (needs spyndex)."""
+    idx = _spyndex().indices
+    return {name: idx[name].formula for name in idx}
+
+
+def _constant_defaults() -> dict[str, float | None]:
+    c = _spyndex().constants
+    return {name: c[name].default for name in c}
+
+
+def _pairs(value: Any) -> Any:
+    """Mappings become sorted tuples of (name, value) pairs; sequences become tuples."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), v) for k, v in value.items()))
+    return as_tuple(value)
+
+
+class SpectralIndex(Operator):
+    """Any index of the Awesome Spectral Indices catalog, compiled to ``jax.numpy``.
+
+    ``SpectralIndex("NDVI")``, ``SpectralIndex("EVI", bands={"B": 0, "R": 2, "N": 3})``,
+    ``SpectralIndex("NDWI", constants={...})``. The formula comes from spyndex and is compiled by a
+    whitelisting AST compiler (no ``eval``). Every symbol of the formula must be either a band
+    (mapped to a band index by ``bands``) or a constant (``constants``, else spyndex's default).
+    Constants without a default (wavelengths ``lambdaN`` ..., ``PAR``) and kernel terms (``kNN``,
+    ``kNR`` ...) must be supplied — kernel terms as bands of the input.
+
+    **Arguments:**
+
+    - `index`: the catalog name (case-sensitive, as in spyndex).
+    - `bands`: ``{symbol: band index}``; default :data:`SENTINEL2_BANDS`. Stored as sorted pairs.
+    - `constants`: ``{symbol: value}`` overriding spyndex's defaults. Stored as sorted pairs.
+    """
+
+    index: str = static()
+    bands: tuple[tuple[str, int], ...] = static(
+        tuple(sorted(SENTINEL2_BANDS.items())), converter=_pairs
+    )
+    constants: tuple[tuple[str, float], ...] = static((), converter=_pairs)
+
+    def __check_init__(self) -> None:
+        formulas = catalog()
+        if self.index not in formulas:
+            close = [n for n in formulas if n.lower() == str(self.index).lower()]
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.fail("index", f"is not in the Awesome Spectral Indices catalog{hint}")
+        if any(not isinstance(i, int) for _, i in self.bands):
+            self.fail("bands", "must map band symbols to int band indices")
+        if any(not isinstance(v, int | float) for _, v in self.constants):
+            self.fail("constants", "must map constant symbols to numbers")
+        self._resolve()
+
+    @property
+    def formula(self) -> str:
+        """The catalog formula this operator computes."""
+        return catalog()[self.index]
+
+    def _resolve(self) -> tuple[dict[str, int], dict[str, float]]:
+        """Split the formula's symbols into bands (-> index) and constants (-> value)."""
+        symbols = compile_formula(self.formula).variables
+        bands = dict(self.bands)
+        given = dict(self.constants)
+        defaults = _constant_defaults()
+        use_bands: dict[str, int] = {}
+        use_consts: dict[str, float] = {}
+        missing = []
+        for s in sorted(symbols):
+            if s in bands:
+                use_bands[s] = bands[s]
+            elif s in given:
+                use_consts[s] = float(given[s])
+            elif defaults.get(s) is not None:
+                use_consts[s] = float(defaults[s])  # type: ignore[arg-type]
+            else:
+                missing.append(s)
+        if missing:
+            self.fail(
+                "bands",
+                f"index {self.index!r} ({self.formula}) needs {missing}: map them in `bands` "
+                "(band symbols, kernel terms) or give them in `constants` (constants without a "
+                "spyndex default)",
+            )
+        return use_bands, use_consts
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        use_bands, use_consts = self._resolve()
+        check_bands(values_of(x), tuple(use_bands.values()), f"SpectralIndex({self.index!r})")
+        formula = compile_formula(self.formula)
+
+        def fn(v: Array) -> Array:
+            v = _float(v)
+            env: dict[str, Any] = {s: take_band(v, i) for s, i in use_bands.items()}
+            env.update({s: jnp.asarray(c, v.dtype) for s, c in use_consts.items()})
+            out = jnp.asarray(formula(env), v.dtype)
+            shape = v.shape[:-3] + v.shape[-2:]
+            return jnp.broadcast_to(out, shape)[..., None, :, :]
+
+        return map_bands(fn, x, names=lambda _: (self.index,))

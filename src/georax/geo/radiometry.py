@@ -1,0 +1,350 @@
+"""Radiometric operators: dtype, DN scaling, percentile clipping, dark-object subtraction, sun-zenith
+correction, per-band normalisation.
+
+Pure functions first (documented math, no config), then the thin operators. Percentiles use
+:func:`georax.array.reductions.nanpercentile` — exact (NumPy "linear"), NaN-aware, no sort.
+
+Per-band parameters (``scale``, ``offset``, ``mean``, ``std``) are array leaves: a scalar applies to
+every band, a 1-D array of length ``band`` applies band by band (it is broadcast against
+``(..., band, H, W)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Num
+
+from georax.array.reductions import nanpercentile
+from georax.core.carrier import map_values, values_of
+from georax.core.errors import ShapeError
+from georax.core.operator import Operator, as_tuple, leaf, static
+from georax.geo._bands import check_bands, drop_band, map_bands, take_band
+
+__all__ = [
+    "DNToReflectance",
+    "DarkObjectSubtraction",
+    "Normalize",
+    "PercentileClip",
+    "ScaleOffset",
+    "TOAToBOA",
+    "ToFloat32",
+    "dark_object_subtraction",
+    "normalize",
+    "percentile_clip",
+    "scale_offset",
+    "sun_zenith_correction",
+]
+
+
+def _per_band(p: ArrayLike, ndim: int) -> Array:
+    """Broadcast a scalar or per-band 1-D parameter against ``(..., band, H, W)``."""
+    p = jnp.asarray(p)
+    if p.ndim == 1:
+        return p.reshape((-1, 1, 1))
+    return p
+
+
+def _optional_leaf(v: Any) -> Any:
+    """Leaf converter that lets ``None`` through (``leaf()`` would turn it into an array)."""
+    if v is None or isinstance(v, jax.Array | np.ndarray):
+        return v
+    return jnp.asarray(np.asarray(v, dtype=np.float32))
+
+
+def _float(x: ArrayLike) -> Array:
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure functions
+# ------------------------------------------------------------------------------------------------
+
+
+def scale_offset(
+    x: Num[Array, "*batch band H W"], scale: ArrayLike, offset: ArrayLike
+) -> Float[Array, "*batch band H W"]:
+    """``x * scale + offset`` in float (e.g. Sentinel-2 L1C DN -> reflectance: scale 1e-4)."""
+    x = _float(x)
+    return x * _per_band(scale, x.ndim) + _per_band(offset, x.ndim)
+
+
+def percentile_clip(
+    x: Float[Array, "*batch band H W"],
+    p_min: float,
+    p_max: float,
+    axis: int | Sequence[int] | None = (-2, -1),
+    rescale: bool = False,
+) -> Float[Array, "*batch band H W"]:
+    """Clip ``x`` to its ``[p_min, p_max]`` percentiles over ``axis`` (NaN ignored, kept).
+
+    With ``rescale`` the clipped range is mapped linearly to [0, 1] (a contrast stretch).
+    """
+    x = _float(x)
+    lo, hi = nanpercentile(x, jnp.array([p_min, p_max]), axis, keepdims=True)
+    y = jnp.clip(x, lo, hi)
+    if rescale:
+        y = (y - lo) / jnp.where(hi > lo, hi - lo, 1)
+    return y
+
+
+def dark_object_subtraction(
+    x: Float[Array, "*batch band H W"],
+    percentile: float = 1.0,
+    axis: int | Sequence[int] | None = (-2, -1),
+    clip_negative: bool = False,
+) -> Float[Array, "*batch band H W"]:
+    """Subtract the dark-object value: ``x - nanpercentile(x, percentile, axis)``.
+
+    The darkest pixels of a band (deep water, shadow) should reflect ~0; what they show is the
+    additive atmospheric path radiance, which is removed band by band (``axis=(-2, -1)``). The
+    percentile (rather than the minimum) makes it robust to noise and dead pixels.
+    """
+    x = _float(x)
+    y = x - nanpercentile(x, percentile, axis, keepdims=True)
+    return jnp.maximum(y, 0) if clip_negative else y
+
+
+def sun_zenith_correction(
+    x: Float[Array, "*batch band H W"],
+    sun_zenith: ArrayLike,
+    path_reflectance: ArrayLike = 0.0,
+    degrees: bool = True,
+) -> Float[Array, "*batch band H W"]:
+    """First-order surface reflectance: ``(x - path_reflectance) / cos(sun_zenith)``.
+
+    The top-of-atmosphere signal scales with the cosine of the solar zenith angle; dividing by it
+    normalises scenes taken at different sun heights, and subtracting a path reflectance removes
+    the additive haze term. This is the cosine ("COST"-style) correction, not a radiative-transfer
+    model. ``sun_zenith`` may be a scalar, per-band, or a per-pixel ``(..., H, W)`` array.
+    """
+    x = _float(x)
+    sz = jnp.asarray(sun_zenith, x.dtype)
+    if sz.ndim >= 2:  # per-pixel angles: broadcast over bands
+        sz = sz[..., None, :, :]
+    else:
+        sz = _per_band(sz, x.ndim)
+    if degrees:
+        sz = jnp.deg2rad(sz)
+    return (x - _per_band(path_reflectance, x.ndim)) / jnp.cos(sz)
+
+
+def normalize(
+    x: Float[Array, "*batch band H W"], mean: ArrayLike, std: ArrayLike
+) -> Float[Array, "*batch band H W"]:
+    """``(x - mean) / std`` per band."""
+    x = _float(x)
+    return (x - _per_band(mean, x.ndim)) / _per_band(std, x.ndim)
+
+
+# ------------------------------------------------------------------------------------------------
+# Operators
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_axis(op: Operator, field: str) -> None:
+    axis = getattr(op, field)
+    if axis is None:
+        return
+    axes = (axis,) if isinstance(axis, int) else axis
+    if not isinstance(axes, tuple) or not all(isinstance(a, int) for a in axes):
+        op.fail(field, "must be an int, a sequence of ints, or None (all axes)")
+
+
+def _check_percentile(op: Operator, field: str) -> None:
+    p = getattr(op, field)
+    if not isinstance(p, int | float) or not 0 <= p <= 100:
+        op.fail(field, "must be a number in [0, 100]")
+
+
+class ToFloat32(Operator):
+    """Cast to float32 (integer DN become exact floats below 2**24)."""
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return map_values(lambda v: jnp.asarray(v).astype(jnp.float32), x)
+
+
+class ScaleOffset(Operator):
+    """``x * scale + offset`` (float32). ``scale``/``offset`` are leaves: scalar or per band.
+
+    **Arguments:**
+
+    - `scale`: multiplicative gain (scalar or one per band).
+    - `offset`: additive offset (scalar or one per band).
+    """
+
+    scale: Array = leaf(1.0)
+    offset: Array = leaf(0.0)
+
+    def __check_init__(self) -> None:
+        for f in ("scale", "offset"):
+            if jnp.ndim(getattr(self, f)) > 1:
+                self.fail(f, "must be a scalar or a 1-D per-band array")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return map_values(lambda v: scale_offset(v, self.scale, self.offset), x)
+
+
+class DNToReflectance(ScaleOffset):
+    """Digital numbers to reflectance: ``DN * scale + offset``.
+
+    Defaults are Sentinel-2 L1C (``reflectance = DN / 10000``). For L2A processing baseline >= 04.00
+    use ``offset=-0.1``; for Landsat C2 L2, ``scale=2.75e-5, offset=-0.2``.
+    """
+
+    scale: Array = leaf(1e-4)
+    offset: Array = leaf(0.0)
+
+
+class PercentileClip(Operator):
+    """Clip each band to its ``[p_min, p_max]`` percentiles (NaN-aware, exact).
+
+    **Arguments:**
+
+    - `p_min`, `p_max`: percentiles in [0, 100].
+    - `axis`: axes the percentiles are taken over; ``(-2, -1)`` = per band (per image in a batch).
+    - `rescale`: also map the clipped range to [0, 1].
+    """
+
+    p_min: float = static(2.0)
+    p_max: float = static(98.0)
+    axis: tuple[int, ...] | int | None = static((-2, -1), converter=as_tuple)
+    rescale: bool = static(False)
+
+    def __check_init__(self) -> None:
+        _check_percentile(self, "p_min")
+        _check_percentile(self, "p_max")
+        if self.p_min > self.p_max:
+            self.fail("p_min", f"must be <= p_max ({self.p_max})")
+        _check_axis(self, "axis")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return map_values(
+            lambda v: percentile_clip(v, self.p_min, self.p_max, self.axis, self.rescale), x
+        )
+
+
+class DarkObjectSubtraction(Operator):
+    """Subtract each band's dark-object value (its ``percentile``-th percentile).
+
+    **Arguments:**
+
+    - `percentile`: the dark-object percentile (1 = the darkest 1%).
+    - `axis`: axes the percentile is taken over (``(-2, -1)``: per band).
+    - `clip_negative`: clamp the result at 0.
+    """
+
+    percentile: float = static(1.0)
+    axis: tuple[int, ...] | int | None = static((-2, -1), converter=as_tuple)
+    clip_negative: bool = static(False)
+
+    def __check_init__(self) -> None:
+        _check_percentile(self, "percentile")
+        _check_axis(self, "axis")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return map_values(
+            lambda v: dark_object_subtraction(v, self.percentile, self.axis, self.clip_negative),
+            x,
+        )
+
+
+class TOAToBOA(Operator):
+    """Sun-zenith (cosine) correction with an optional path-reflectance term.
+
+    ``(x - path_reflectance) / cos(sun_zenith)``, the angle read from a band of the input
+    (``sun_zenith_band``, per pixel; that band is dropped from the output) or given as a value
+    (``sun_zenith``, a differentiable leaf — e.g. for retrieval). See
+    :func:`sun_zenith_correction` for what this does and does not model.
+
+    **Arguments:**
+
+    - `sun_zenith_band`: index of a band holding the solar zenith angle, or None.
+    - `sun_zenith`: the angle when no band is given (scalar or per band).
+    - `path_reflectance`: additive haze term removed before the division (scalar or per band).
+    - `degrees`: angles are in degrees (else radians).
+    """
+
+    sun_zenith_band: int | None = static(None)
+    sun_zenith: Array | None = eqx.field(default=None, converter=_optional_leaf)
+    path_reflectance: Array = leaf(0.0)
+    degrees: bool = static(True)
+
+    def __check_init__(self) -> None:
+        if (self.sun_zenith_band is None) == (self.sun_zenith is None):
+            self.fail("sun_zenith_band", "give exactly one of `sun_zenith_band` or `sun_zenith`")
+        if self.sun_zenith_band is not None and not isinstance(self.sun_zenith_band, int):
+            self.fail("sun_zenith_band", "must be an int band index")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        if self.sun_zenith_band is None:
+            return map_values(
+                lambda v: sun_zenith_correction(
+                    v, self.sun_zenith, self.path_reflectance, self.degrees
+                ),
+                x,
+            )
+        b = self.sun_zenith_band
+        check_bands(values_of(x), (b,), type(self).__name__)
+
+        def fn(v: Array) -> Array:
+            return sun_zenith_correction(
+                drop_band(v, b), take_band(v, b), self.path_reflectance, self.degrees
+            )
+
+        def names(old: tuple[str, ...] | None) -> tuple[str, ...] | None:
+            if old is None:
+                return None
+            i = b % len(old)
+            return old[:i] + old[i + 1 :]
+
+        return map_bands(fn, x, names=names)
+
+
+class Normalize(Operator):
+    """Per-band standardisation ``(x - mean) / std``; ``mean``/``std`` are leaves.
+
+    Build from data with :meth:`fit`.
+
+    **Arguments:**
+
+    - `mean`: per-band means (or a scalar).
+    - `std`: per-band standard deviations (or a scalar), > 0.
+    """
+
+    mean: Array = leaf(0.0)
+    std: Array = leaf(1.0)
+
+    def __check_init__(self) -> None:
+        if (
+            jnp.shape(self.mean) != jnp.shape(self.std)
+            and jnp.ndim(self.mean)
+            and jnp.ndim(self.std)
+        ):
+            self.fail("std", f"shape {jnp.shape(self.std)} != mean shape {jnp.shape(self.mean)}")
+        try:
+            nonpositive = bool(jnp.any(self.std <= 0))
+        except jax.errors.ConcretizationTypeError:  # constructed under a transform
+            nonpositive = False
+        if nonpositive:
+            self.fail("std", "must be > 0")
+
+    @classmethod
+    def fit(cls, x: Any) -> Normalize:
+        """Per-band NaN-ignoring mean and std of ``x`` (``(..., band, H, W)``); host-side."""
+        v = _float(values_of(x))
+        if v.ndim < 3:
+            raise ShapeError(f"Normalize.fit: expected (..., band, H, W), got shape {v.shape}")
+        axes = tuple(a for a in range(v.ndim) if a != v.ndim - 3)
+        mean = jnp.nanmean(v, axis=axes)
+        std = jnp.nanstd(v, axis=axes)
+        return cls(mean=mean, std=jnp.where(std > 0, std, 1.0))
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return map_values(lambda v: normalize(v, self.mean, self.std), x)
