@@ -111,7 +111,7 @@ class Chips(Carrier):
     def chip_transform(self, i: int) -> Affine:
         """The exact (float64, host-side) :class:`affine.Affine` of chip ``i``."""
         row, col = (int(v) for v in np.asarray(self.scene_positions())[i])
-        return self.transform * Affine.translation(col, row)
+        return self.transform @ Affine.translation(col, row)
 
     def geotensor(self, i: int) -> GeoTensor:
         """Chip ``i`` as a :class:`GeoTensor` with its own transform (host-side, concrete)."""

@@ -22,6 +22,17 @@ def _pair(value: Any) -> tuple[int, int]:
     return (int(value[0]), int(value[1]))
 
 
+def as_pair(value: Any) -> Any:
+    """Converter for static size fields: ``7 -> (7, 7)``, lists -> tuples, others unchanged.
+
+    Normalising here means ``Rectangular(256) == Rectangular((256, 256))`` and YAML lists load
+    back as equal tuples; invalid values are left for ``__check_init__`` to refuse by name.
+    """
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return (int(value), int(value))
+    return as_tuple(value)
+
+
 def _is_int_pair(value: Any, minimum: int) -> bool:
     if isinstance(value, bool):
         return False
@@ -77,7 +88,7 @@ class Rectangular(Operator):
     - `size`: chip size, an int (square) or ``(rows, cols)``.
     """
 
-    size: tuple[int, int] = static(converter=as_tuple)
+    size: tuple[int, int] = static(converter=as_pair)
 
     def __check_init__(self) -> None:
         if not _is_int_pair(self.size, 1):

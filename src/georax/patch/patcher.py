@@ -23,7 +23,7 @@ from georax.core.operator import Operator, as_tuple, static
 from georax.patch.aggregation import Aggregation, ByIndex, Max, Mean, OverlapAdd
 from georax.patch.chips import Chips, Grid
 from georax.patch.extract import PAD_MODES, extract_patches, pad_scene
-from georax.patch.geometry import Rectangular, _is_int_pair, _pair, pad_widths
+from georax.patch.geometry import Rectangular, _is_int_pair, _pair, as_pair, pad_widths
 from georax.patch.samplers import RegularStride, Sampler
 from georax.patch.stitch import Weights1D, patchwise, stitch
 from georax.patch.window_ops import Boxcar, Gaussian, Hann, Triangular, Tukey, Window
@@ -81,7 +81,7 @@ class Patcher(Operator):
     window: Window = Boxcar()
     aggregation: Aggregation = OverlapAdd()
     padding: str = static(default="reflect")
-    margin: tuple[int, int] | int = static(default=0, converter=as_tuple)
+    margin: tuple[int, int] = static(default=(0, 0), converter=as_pair)
     pad_value: float = static(default=0.0)
 
     def __check_init__(self) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from georax.core.errors import MissingKeyError
 from georax.core.operator import Operator, as_tuple, static
-from georax.patch.geometry import _is_int_pair, _pair, regular_starts
+from georax.patch.geometry import _is_int_pair, _pair, as_pair, regular_starts
 
 Grid = tuple[tuple[int, ...], tuple[int, ...]]
 
@@ -60,7 +60,7 @@ class RegularStride(Sampler):
     - `stride`: an int or ``(rows, cols)``, each ``>= 1``.
     """
 
-    stride: tuple[int, int] | int = static(converter=as_tuple)
+    stride: tuple[int, int] = static(converter=as_pair)
 
     def __check_init__(self) -> None:
         if not _is_int_pair(self.stride, 1):

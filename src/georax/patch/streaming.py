@@ -127,7 +127,7 @@ def stream_patchwise(
     row_src = _source_index(scene[0], pads[0], p.padding)
     col_src = _source_index(scene[1], pads[1], p.padding)
     top, left = pads[0][0], pads[1][0]
-    stride = int(p.sampler.stride if isinstance(p.sampler.stride, int) else p.sampler.stride[0])
+    stride = int(p.sampler.stride[0])
     # at least enough chip rows per group that the carried overlap (chip - stride rows) lies
     # inside the next group's final rows
     m = max(1, strip_rows // stride, -(-(chip[0] - stride) // stride))
