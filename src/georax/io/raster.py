@@ -31,11 +31,11 @@ import rasterio
 import rasterio.errors
 from affine import Affine
 from rasterio.dtypes import check_dtype, in_dtype_range
-from rasterio.enums import Resampling
+from rasterio.enums import Compression, Resampling
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from georax.core.errors import ShapeError
+from georax.core.errors import GeoraxError, ShapeError
 from georax.io.errors import (
     BandIndexError,
     CorruptRasterError,
@@ -157,7 +157,7 @@ def info(path: PathLike) -> RasterInfo:
             band_names=_band_names(src, range(1, src.count + 1)),
             block_shape=tuple(src.block_shapes[0]),
             overviews=tuple(src.overviews(1)),
-            compression=src.compression.value if src.compression else None,
+            compression=src.compression.name.lower() if src.compression else None,
             bounds=BoundingBox(*src.bounds),
         )
 
@@ -531,9 +531,27 @@ def _write(
                 if overviews:
                     dst.build_overviews(list(overviews), resampling)
                     dst.update_tags(ns="rio_overview", resampling=resampling.name)
-        except (rasterio.errors.RasterioError, OSError, ValueError) as e:
+        except Exception as e:  # rasterio's CPLE_* errors do not share a public base class
+            if isinstance(e, GeoraxError):
+                raise
             raise RasterWriteError(f"{p}: GDAL failed to write ({driver}): {e}") from e
     return p
+
+
+def _check_options(path: str, compress: str | None, blocksize: int, min_block: int) -> None:
+    """Refuse options GDAL would only warn about (and then silently ignore)."""
+    known = {c.name.lower() for c in Compression}
+    if compress is not None and compress.lower() not in known:
+        raise RasterWriteError(f"{path}: unknown compress={compress!r}; one of {sorted(known)}")
+    if (
+        not isinstance(blocksize, int)
+        or blocksize < min_block
+        or blocksize & (blocksize - 1)
+        or blocksize > 8192
+    ):
+        raise RasterWriteError(
+            f"{path}: blocksize={blocksize!r} must be a power of two in [{min_block}, 8192]"
+        )
 
 
 def _predictor(predictor: bool, dtype: np.dtype, cog: bool) -> Any:
@@ -567,7 +585,7 @@ def write(
     - `path`: destination; written to a temporary file in the same directory, then renamed.
     - `compress`: GDAL compression (``"deflate"``, ``"lzw"``, ``"zstd"``, None).
     - `predictor`: horizontal (integers) / floating-point predictor for better compression.
-    - `tiled`, `blocksize`: internal tiling.
+    - `tiled`, `blocksize`: internal tiling (power-of-two tiles, >= 16).
     - `nodata`: nodata value (default ``gt.fill_value``); must fit the dtype.
     - `band_names`: band descriptions (default ``gt.band_names``).
     - `overviews`: decimation factors to build internal overviews for (e.g. ``[2, 4, 8]``).
@@ -580,6 +598,8 @@ def write(
     **Raises:** ``RasterDTypeError`` (dtype/nodata the format cannot hold), ``RasterWriteError``.
     """
     dtype = np.dtype(require_geotensor(gt, "georax.io.write").dtype)
+    if tiled:
+        _check_options(os.fspath(path), compress, blocksize, 16)
     options = {
         "compress": compress,
         "predictor": _predictor(predictor and compress is not None, dtype, cog=False),
@@ -625,7 +645,7 @@ def write_cog(
     - `gt`, `path`, `nodata`, `band_names`, `overwrite`: as in :func:`write`.
     - `compress`: ``"deflate"``, ``"lzw"``, ``"zstd"``, ``"webp"``, ``"none"``...
     - `predictor`: enable the predictor (``PREDICTOR=YES``).
-    - `blocksize`: tile size (power of two, >= 16).
+    - `blocksize`: tile size (power of two, >= 128: GDAL's COG driver ignores smaller ones).
     - `overview_resampling`: resampling for overviews (``"average"``, ``"nearest"``, ``"mode"``
       for categorical bands...).
     - `overviews`: ``"AUTO"`` or ``"NONE"``.
@@ -634,6 +654,7 @@ def write_cog(
     **Returns:** the path written.
     """
     dtype = np.dtype(require_geotensor(gt, "georax.io.write_cog").dtype)
+    _check_options(os.fspath(path), compress, blocksize, 128)
     try:
         Resampling[overview_resampling]
     except KeyError:
