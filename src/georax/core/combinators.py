@@ -82,7 +82,7 @@ class Sequential(Operator):
         current = example_input
         for i, (op, k) in enumerate(zip(self.operators, keys, strict=True)):
             current = jax.eval_shape(lambda o, v, kk: o(v, key=kk), op, current, k)
-            rows.append((str(i), op.name, *describe(current)))
+            rows.append((str(i), op.display_name, *describe(current)))
         return Summary(f"Sequential ({len(self)} steps)", ("#", "operator", "shape", "dtype"), rows)
 
 
@@ -107,20 +107,18 @@ class Lambda(Operator):
 
     forbid_in_yaml = True
     fn: Callable[[Any], Any] = static()
-    label: str = static(default="lambda")
+    name: str = static(default="lambda")
 
-    def __init__(self, fn: Callable[[Any], Any], name: str = "lambda") -> None:
-        if not callable(fn):
-            raise ConfigError("Lambda", "fn", fn, "is not callable")
-        self.fn = fn
-        self.label = name
+    def __check_init__(self) -> None:
+        if not callable(self.fn):
+            self.fail("fn", "is not callable")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         return self.fn(x)
 
     @property
-    def name(self) -> str:
-        return f"Lambda[{self.label}]"
+    def display_name(self) -> str:
+        return f"Lambda[{self.name}]"
 
 
 class Tap(Operator):

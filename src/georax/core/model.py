@@ -43,5 +43,5 @@ class ModelOp(Operator):
         return map_values(fn, x)
 
     @property
-    def name(self) -> str:
+    def display_name(self) -> str:
         return f"ModelOp[{type(self.model).__name__}]"

@@ -209,8 +209,11 @@ class Operator(eqx.Module):
             return id(self)
 
     @property
-    def name(self) -> str:
-        """A short human name for tables and messages: the class name."""
+    def display_name(self) -> str:
+        """A short human name for tables and messages: the class name.
+
+        (Not ``name``: many operators have a config field called ``name``.)
+        """
         return type(self).__name__
 
     def fail(self, field: str | None, problem: str) -> None:
