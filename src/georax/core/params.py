@@ -197,10 +197,19 @@ def _load_leaf(f: Any, like: Any) -> Any:
                 f"params file holds a {arr.dtype}{list(arr.shape)} array where the pipeline "
                 f"expects {like.dtype}{list(like.shape)}"
             )
-        if arr.dtype.itemsize == 8 and not jax.config.jax_enable_x64:
-            return arr
+        if isinstance(like, np.ndarray) or (
+            arr.dtype.itemsize == 8 and not jax.config.jax_enable_x64
+        ):
+            return arr  # numpy stays numpy (equinox checks leaf types); see _to_jax
         return jnp.asarray(arr)
     return eqx.default_deserialise_filter_spec(f, like)
+
+
+def _to_jax(value: Any) -> Any:
+    """A loaded placeholder leaf as a JAX array (64-bit values stay NumPy unless x64 is on)."""
+    if value.dtype.itemsize == 8 and not jax.config.jax_enable_x64:
+        return value
+    return jnp.asarray(value)
 
 
 def _first_difference(a: Any, b: Any, path: str) -> str | None:
@@ -305,10 +314,20 @@ def load(
             f"params file {params_path} has SHA-256 {actual_sha}, the YAML records {sha}: "
             "the file was modified or replaced"
         )
-    skeleton = from_config(cfg, allowed=allowed, limits=limits, param_factory=_placeholder)
+    placeholders: set[int] = set()
+
+    def factory(key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        leaf = _placeholder(key, shape, dtype)
+        placeholders.add(id(leaf))
+        return leaf
+
+    skeleton = from_config(cfg, allowed=allowed, limits=limits, param_factory=factory)
     f = io.BytesIO(blob)
     try:
-        pipeline = eqx.tree_deserialise_leaves(f, skeleton, filter_spec=_load_leaf)
+        loaded = eqx.tree_deserialise_leaves(f, skeleton, filter_spec=_load_leaf)
+        pipeline = jax.tree_util.tree_map(
+            lambda like, new: _to_jax(new) if id(like) in placeholders else new, skeleton, loaded
+        )
     except ParamsIntegrityError:
         raise
     except Exception as e:
