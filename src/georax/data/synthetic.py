@@ -462,9 +462,12 @@ def sentinel1_grd(
     world = _World(seed)
     lc = world.landcover(coords)
     sigma = S1_SIGMA0[lc]  # (H, W, 2)
-    z = world.elevation(coords)
-    # Right-looking radar looking east: slopes facing west (dz/dx > 0) face the sensor.
-    slope_x = np.gradient(z, resolution, axis=1)
+    # Right-looking radar looking east: slopes facing west (dz/dx > 0) face the sensor. Central
+    # difference of the (continuous) elevation field, so any grid size works, even 1 pixel.
+    step = resolution / 2
+    z_east = world.elevation(coords.shifted(step, 0))
+    z_west = world.elevation(coords.shifted(-step, 0))
+    slope_x = (z_east - z_west) / (2 * step)
     terrain = np.clip(1.0 + 4.0 * slope_x, 0.3, 3.0)
     texture = 1.0 + 0.15 * world.sar_texture(coords)
     sigma = sigma * (terrain * texture)[..., None]
