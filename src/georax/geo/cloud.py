@@ -89,6 +89,19 @@ def apply_mask(
     return jnp.where(mask, jnp.asarray(fill, x.dtype), x)
 
 
+def _nan_is_none(v: Any) -> Any:
+    """Config converter: a NaN fill is stored as ``None``.
+
+    NaN != NaN, so a NaN in static config would make an operator unequal to (and hash unlike) its
+    own YAML round trip; ``None`` means "NaN" for every ``fill`` field here.
+    """
+    return None if isinstance(v, float) and v != v else v
+
+
+def _fill_value(fill: float | None) -> float:
+    return float("nan") if fill is None else fill
+
+
 def _names_without(index: int) -> Any:
     def names(old: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if old is None:
@@ -155,7 +168,8 @@ class ApplyMask(Operator):
       (``True`` = invalid), e.g. :class:`MaskFromQABits`. A pytree child: it is part of the
       pipeline and of its config.
     - `mask_band`: alternatively, the index of a band whose non-zero pixels are invalid.
-    - `fill`: value written at masked pixels (NaN; integer data then becomes float32).
+    - `fill`: value written at masked pixels; ``None`` (default) or NaN means NaN (integer data
+      then becomes float32).
     - `drop_qa`: drop the band the mask came from (``mask_band``, or the child's ``source_band``
       such as ``MaskFromQABits.qa_band``) from the output. Default ``True`` — see the module
       docstring.
@@ -163,7 +177,7 @@ class ApplyMask(Operator):
 
     mask: Operator | None = None
     mask_band: int | None = static(None)
-    fill: float = static(float("nan"))
+    fill: float | None = static(None, converter=_nan_is_none)
     drop_qa: bool = static(True)
 
     def __check_init__(self) -> None:
@@ -173,8 +187,8 @@ class ApplyMask(Operator):
             self.fail("mask", "must be a georax Operator producing a boolean mask")
         if self.mask_band is not None and not isinstance(self.mask_band, int):
             self.fail("mask_band", "must be an int band index")
-        if not isinstance(self.fill, int | float):
-            self.fail("fill", "must be a number (NaN allowed)")
+        if self.fill is not None and not isinstance(self.fill, int | float):
+            self.fail("fill", "must be a number, or None for NaN")
 
     def _source_band(self) -> int | None:
         if self.mask_band is not None:
@@ -195,10 +209,10 @@ class ApplyMask(Operator):
         def fn(v: Array) -> Array:
             if src is not None:
                 v = drop_band(v, src)
-            return apply_mask(v, m, self.fill)
+            return apply_mask(v, m, _fill_value(self.fill))
 
         names = _names_without(src) if src is not None else None
-        return with_fill_value(map_bands(fn, x, names=names), self.fill)
+        return with_fill_value(map_bands(fn, x, names=names), _fill_value(self.fill))
 
 
 class MaskClouds(Operator):
@@ -211,14 +225,14 @@ class MaskClouds(Operator):
 
     - `qa_band`: index of the QA band (``-1``: last).
     - `bits`: QA bits marking a pixel invalid.
-    - `fill`: value at masked pixels (NaN; integer data becomes float32).
+    - `fill`: value at masked pixels; ``None`` (default) or NaN = NaN (integers become float32).
     - `drop_qa`: drop the QA band from the output (default ``True``; see the module docstring).
     - `dilate`: grow the mask by this many pixels.
     """
 
     qa_band: int = static(-1)
     bits: tuple[int, ...] = static(SENTINEL2_QA60_BITS, converter=as_tuple)
-    fill: float = static(float("nan"))
+    fill: float | None = static(None, converter=_nan_is_none)
     drop_qa: bool = static(True)
     dilate: int = static(0)
 
@@ -227,8 +241,8 @@ class MaskClouds(Operator):
             self.fail("qa_band", "must be an int band index")
         if not self.bits or any(not isinstance(b, int) or not 0 <= b < 32 for b in self.bits):
             self.fail("bits", "must be a non-empty sequence of bit positions in [0, 32)")
-        if not isinstance(self.fill, int | float):
-            self.fail("fill", "must be a number (NaN allowed)")
+        if self.fill is not None and not isinstance(self.fill, int | float):
+            self.fail("fill", "must be a number, or None for NaN")
         if not isinstance(self.dilate, int) or self.dilate < 0:
             self.fail("dilate", "must be an int >= 0")
 
