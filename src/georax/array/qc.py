@@ -185,12 +185,12 @@ class QCOperator(Operator):
     def report(self, message: str, measured: dict[str, Any] | None = None) -> None:
         """Act on a failed check on the host: raise :class:`QCError` or warn, per ``on_fail``."""
         if self.on_fail == "raise":
-            err = QCError(self.name, message, measured)
+            err = QCError(type(self).__name__, message, measured)
             with _RECENT_LOCK:
                 _RECENT.append(err)
             raise err
         if self.on_fail == "warn":
-            warnings.warn(f"{self.name}: {message}", QCWarning, stacklevel=3)
+            warnings.warn(f"{type(self).__name__}: {message}", QCWarning, stacklevel=3)
 
     def check_values(
         self,

@@ -48,7 +48,7 @@ class AssertCRSEquals(QCOperator):
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:
             return x
-        gt = require_geotensor(x, self.name)
+        gt = require_geotensor(x, type(self).__name__)
         if gt.crs is None or not crs_equal(gt.crs, self.crs):
             self.report(f"CRS is {gt.crs}, expected {self.crs}", {"crs": gt.crs})
         return x
@@ -81,7 +81,7 @@ class AssertResolutionWithin(QCOperator):
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:
             return x
-        gt = require_geotensor(x, self.name)
+        gt = require_geotensor(x, type(self).__name__)
         lo, hi = self.limits
         xres, yres = gt.resolution
         if not (lo <= xres <= hi and lo <= yres <= hi):
@@ -118,7 +118,7 @@ class AssertSchema(QCOperator):
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:
             return x
-        gt = require_geotensor(x, self.name)
+        gt = require_geotensor(x, type(self).__name__)
         names = gt.band_names
         if names is None:
             self.report(f"GeoTensor has no band names, expected {list(self.bands)}")
