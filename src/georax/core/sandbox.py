@@ -72,9 +72,10 @@ class UnsafeYAMLError(SerializationError):
     def __init__(self, tag: str, where: str = "") -> None:
         self.tag = tag
         at = f" at {where}" if where else ""
+        hint = " (quote dates to keep them strings)" if tag.endswith(":timestamp") else ""
         super().__init__(
             f"YAML tag {tag!r}{at} is not allowed: only null, bool, int, float, str, "
-            "sequences and mappings may appear in a pipeline document"
+            f"sequences and mappings may appear in a pipeline document{hint}"
         )
 
 
@@ -256,8 +257,9 @@ def parse_yaml(text: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
         n_bytes = len(text.encode("utf-8", errors="surrogatepass"))
         if n_bytes > limits.max_bytes:
             raise SandboxLimitError("max_bytes", n_bytes, limits.max_bytes)
-    loader = _GuardedLoader(text, limits)
+    loader = None
     try:
+        loader = _GuardedLoader(text, limits)
         root = loader.get_single_node()
         if root is None:
             raise MalformedYAMLError("the document is empty")
@@ -272,4 +274,5 @@ def parse_yaml(text: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
     except RecursionError:
         raise SandboxLimitError("max_depth", -1, limits.max_depth, "recursion limit") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
