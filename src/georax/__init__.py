@@ -1,11 +1,15 @@
 """georax: a JAX-first, differentiable operator framework for geospatial raster pipelines.
 
 ``import georax as gx`` gives the operator algebra (``gx.Sequential``, ``gx.Graph``, ``gx.Input``,
-``gx.Tap``, ``gx.Lambda``, ``gx.Identity``, ``gx.ModelOp``), the carrier (``gx.GeoTensor``) and
-the error types (``gx.errors``).
+``gx.Tap``, ``gx.Lambda``, ``gx.Identity``, ``gx.ModelOp``), the carrier (``gx.GeoTensor``),
+config and artifacts (``gx.dumps_yaml``, ``gx.loads_yaml``, ``gx.config_hash``, ``gx.save``,
+``gx.load``...), the error types (``gx.errors``) and the layers as subpackages: ``gx.array``,
+``gx.io``, ``gx.data``, ``gx.patch`` and ``gx.geo`` (``gx.geo.cloud.MaskClouds``...).
 """
 
-from georax import errors
+# The layers below core are imported so that every operator is registered (YAML loading, the
+# sandbox's allow-list) and reachable as gx.geo.cloud.MaskClouds and so on.
+from georax import array, data, errors, geo, io, patch
 from georax.core import (
     Graph,
     Identity,
@@ -17,6 +21,10 @@ from georax.core import (
     Tap,
     registry,
 )
+from georax.core.config import from_config, to_config
+from georax.core.hashing import config_hash, params_hash, pipeline_digest
+from georax.core.params import load, save
+from georax.core.yaml_io import dumps_yaml, loads_yaml
 from georax.tensor import GeoTensor
 
 __version__ = "0.1.0"
@@ -31,6 +39,20 @@ __all__ = [
     "Operator",
     "Sequential",
     "Tap",
+    "array",
+    "config_hash",
+    "data",
+    "dumps_yaml",
     "errors",
+    "from_config",
+    "geo",
+    "io",
+    "load",
+    "loads_yaml",
+    "params_hash",
+    "patch",
+    "pipeline_digest",
     "registry",
+    "save",
+    "to_config",
 ]
