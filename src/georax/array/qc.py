@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import logging
 import math
 import threading
 import warnings
@@ -114,6 +115,21 @@ def typed_qc_errors() -> Iterator[None]:
         if match is None:
             raise
         raise match from e
+
+
+class _QuietQCFailures(logging.Filter):
+    """Drop JAX's "jax.debug.callback failed" log record (with traceback) for a QCError.
+
+    The failure is not lost: it propagates to the caller as the runtime error. Other callback
+    failures are logged as usual.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, QCError)
+
+
+logging.getLogger("jax._src.debugging").addFilter(_QuietQCFailures())
 
 
 # ----------------------------------------------------------------------------- pure functions
