@@ -191,7 +191,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.input_shape is not None:
         result = price(op, args.input_shape, dtype=args.dtype, budget=args.budget)
     mode = "sandboxed" if args.sandbox else "trusted"
-    print(f"ok ({mode}): {op.name}, {_count_operators(cfg)} operators")
+    print(f"ok ({mode}): {op.display_name}, {_count_operators(cfg)} operators")
     print(f"config_hash  {config_hash(op)}")
     if result is not None:
         print(f"price for {args.dtype}{list(args.input_shape)}:")

@@ -195,13 +195,15 @@ class _Writer:
             raise SerializationError(f"{where}: {type(op).__name__} is not a georax Operator")
         reason = yaml_forbidden_reason(op)
         if reason is not None:
-            raise SerializationError(f"{where}: {op.name} cannot be written to YAML: {reason}")
+            raise SerializationError(
+                f"{where}: {op.display_name} cannot be written to YAML: {reason}"
+            )
         out: dict[str, Any] = {TARGET: registry.public_path(type(op))}
         fields = {f.name: f for f in dataclasses.fields(op)}
         for name in config_field_names(op):
             f = fields[name]
             sub = f"{path}.{name}" if path else name
-            out[name] = self.value(getattr(op, name), sub, f, top=True, owner=op.name)
+            out[name] = self.value(getattr(op, name), sub, f, top=True, owner=op.display_name)
         return out
 
     def value(self, v: Any, path: str, f: dataclasses.Field, *, top: bool, owner: str) -> Any:
