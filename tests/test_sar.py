@@ -265,3 +265,12 @@ def test_seed_chain_under_jit() -> None:
 def scene_cv2_np(x: np.ndarray) -> np.ndarray:
     x64 = x.astype(np.float64)
     return x64.var(axis=(-2, -1), keepdims=True) / x64.mean(axis=(-2, -1), keepdims=True) ** 2
+
+
+@pytest.mark.parametrize(
+    "op", [LeeSpeckle(window=5, looks=4.4, mode="wrap"), LeeSpeckle(), LinearToDB(floor_db=-30.0)]
+)
+def test_yaml_round_trip(op) -> None:
+    from georax.core.yaml_io import dumps_yaml, loads_yaml
+
+    assert loads_yaml(dumps_yaml(op)) == op

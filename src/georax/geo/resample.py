@@ -103,8 +103,10 @@ class Grid(NamedTuple):
     def bounds(self) -> tuple[float, float, float, float]:
         """``(left, bottom, right, top)`` in CRS units (of the corner envelope)."""
         h, w = self.shape
-        corners = [self.affine @ (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))]
-        xs, ys = zip(*corners, strict=True)
+        a, b, c, d, e, f = self.transform
+        pts = ((0, 0), (w, 0), (0, h), (w, h))
+        xs = [a * col + b * row + c for col, row in pts]
+        ys = [d * col + e * row + f for col, row in pts]
         return min(xs), min(ys), max(xs), max(ys)
 
     @property
