@@ -1,0 +1,93 @@
+"""georax.geo.viz: colormap against matplotlib, true colour, PNG round trip."""
+
+from __future__ import annotations
+
+import io
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import pytest
+from affine import Affine
+from PIL import Image
+
+from _geo_helpers import assert_rebuilds
+from georax import GeoTensor
+from georax.core.errors import ConfigError, DataError, ShapeError
+from georax.geo.viz import Colormap, TrueColor, encode_png, write_png
+
+
+@pytest.mark.parametrize(("name", "vmin", "vmax"), [("viridis", 0.0, 1.0), ("RdYlGn", -1.0, 1.0)])
+def test_colormap_matches_matplotlib(name, vmin, vmax) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(vmin - 0.3, vmax + 0.3, (1, 16, 16)).astype(np.float32)
+    x[0, 0, :3] = np.nan
+    out = np.asarray(Colormap(name, vmin, vmax)(x))
+    assert out.shape == (4, 16, 16) and out.dtype == np.uint8
+    norm = matplotlib.colors.Normalize(vmin, vmax)
+    ref = matplotlib.colormaps[name](norm(x[0].astype(np.float64)), bytes=True)  # (H, W, 4)
+    ok = ~np.isnan(x[0])
+    np.testing.assert_array_equal(np.moveaxis(out, 0, -1)[ok], ref[ok])
+    assert (out[:, 0, :3] == 0).all()  # NaN -> transparent
+
+
+def test_lut_built_once_and_is_a_leaf() -> None:
+    cm = Colormap("magma", 0, 2)
+    assert cm.lut.shape == (256, 4) and cm.lut.dtype == jnp.uint8
+    assert "lut" not in cm.config_fields()
+    leaves = jax.tree_util.tree_leaves(cm)
+    assert any(leaf is cm.lut for leaf in leaves)
+    f = jax.jit(lambda op, v: op(v))
+    a = f(cm, jnp.ones((1, 2, 2)))
+    b = f(Colormap("magma", 0, 4), jnp.ones((1, 2, 2)))  # new vmax: same compiled program
+    assert f._cache_size() == 1 and not np.array_equal(a, b)
+
+
+def test_true_color_fixed_and_percentile() -> None:
+    x = np.random.default_rng(1).uniform(0, 0.4, (6, 10, 12)).astype(np.float32)
+    x[2, 0, 0] = np.nan
+    out = np.asarray(TrueColor(bands=(2, 1, 0), vmin=0.0, vmax=0.3)(x))
+    assert out.shape == (4, 10, 12) and out.dtype == np.uint8
+    ref = np.round(np.clip(x[[2, 1, 0]] / 0.3, 0, 1) * 255)
+    ok = ~np.isnan(ref)
+    np.testing.assert_array_equal(out[:3][ok], ref[ok].astype(np.uint8))
+    assert out[3, 0, 0] == 0 and out[3, 1, 1] == 255
+    auto = np.asarray(TrueColor(alpha=False)(x))
+    assert auto.shape == (3, 10, 12)
+    lo, hi = np.nanpercentile(x[[2, 1, 0]], [2, 98], axis=(1, 2), keepdims=True)
+    ref = np.round(np.clip((x[[2, 1, 0]] - lo) / (hi - lo), 0, 1) * 255)
+    ok = ~np.isnan(ref)
+    assert np.abs(auto[ok].astype(int) - ref[ok]).max() <= 1
+
+
+def test_geotensor_and_png_round_trip(tmp_path) -> None:
+    x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 8, 8)
+    gt = GeoTensor(x, Affine(10, 0, 0, 0, -10, 0), "EPSG:32630")
+    rgba = jax.jit(Colormap("RdYlGn", -1, 1))(gt)
+    assert isinstance(rgba, GeoTensor) and rgba.band_names == ("R", "G", "B", "A")
+    data = encode_png(rgba)
+    back = np.asarray(Image.open(io.BytesIO(data)))
+    np.testing.assert_array_equal(back, np.moveaxis(np.asarray(rgba.values), 0, -1))
+    path = write_png(tmp_path / "t.png", rgba.values[:3])
+    assert Image.open(path).mode == "RGB"
+    with pytest.raises(DataError, match="uint8"):
+        encode_png(x)
+    with pytest.raises(ShapeError):
+        encode_png(np.zeros((2, 4, 4), np.uint8))
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ConfigError, match="colormap"):
+        Colormap("not-a-cmap")
+    with pytest.raises(ShapeError, match="one band"):
+        Colormap()(np.zeros((2, 3, 3), np.float32))
+    with pytest.raises(ConfigError, match="vmin"):
+        TrueColor(vmin=0.3)
+
+
+@pytest.mark.parametrize(
+    "op", [Colormap("RdYlGn", vmin=-1, vmax=1), TrueColor(vmin=0.0, vmax=0.3, gamma=2.2)]
+)
+def test_round_trip(op) -> None:
+    assert_rebuilds(op)
