@@ -16,6 +16,7 @@ copies once.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,8 @@ __all__ = ["from_xarray", "to_xarray"]
 _GRID_MAPPING = "spatial_ref"
 
 
-def _crs_attrs(crs: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=64)
+def _crs_attrs_cached(crs: str) -> tuple[tuple[str, Any], ...]:
     from pyproj import CRS
 
     c = CRS.from_user_input(crs)
@@ -39,7 +41,12 @@ def _crs_attrs(crs: str) -> dict[str, Any]:
     wkt = c.to_wkt()
     attrs["crs_wkt"] = wkt
     attrs["spatial_ref"] = wkt
-    return attrs
+    return tuple(attrs.items())
+
+
+def _crs_attrs(crs: str) -> dict[str, Any]:
+    """CF grid-mapping attributes plus WKT for ``crs`` (parsed once per CRS string)."""
+    return dict(_crs_attrs_cached(crs))
 
 
 def to_xarray(gt: GeoTensor, *, name: str | None = None) -> xr.DataArray:
@@ -104,13 +111,14 @@ def _find_crs(da: xr.DataArray) -> str | None:
         if holder is not None:
             for key in ("crs_wkt", "spatial_ref"):
                 if key in holder.attrs:
-                    return _short_crs(holder.attrs[key])
+                    return _short_crs(str(holder.attrs[key]))
     if "crs" in da.attrs:
-        return _short_crs(da.attrs["crs"])
+        return _short_crs(str(da.attrs["crs"]))
     return None
 
 
-def _short_crs(crs: Any) -> str:
+@functools.lru_cache(maxsize=64)
+def _short_crs(crs: str) -> str:
     """EPSG code when the CRS has one that round-trips exactly, else WKT."""
     from pyproj import CRS
 
