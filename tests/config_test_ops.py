@@ -152,6 +152,22 @@ class SuperResolve(Operator):
         return map_values(f, x)
 
 
+class BoxBlur(Operator):
+    """Box filter of half-width ``radius``: cost grows with radius**2 (a compute-bomb knob)."""
+
+    radius: int = static(1)
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        w = 2 * self.radius + 1
+        dims = (1,) * (jnp.ndim(getattr(x, "values", x)) - 2) + (w, w)
+
+        def f(v: jax.Array) -> jax.Array:
+            total = jax.lax.reduce_window(v, 0.0, jax.lax.add, dims, (1,) * v.ndim, "SAME")
+            return total / (w * w)
+
+        return map_values(f, x)
+
+
 class TinyMLP(Operator):
     """A per-pixel MLP over the band axis: architecture (``sizes``) is config, weights are leaves.
 

@@ -95,11 +95,19 @@ def test_validate_refuses_malicious_and_over_budget(tmp_path: Path, capsys) -> N
     assert main(over) == 1
     err = capsys.readouterr().err
     assert "memory budget of 1.00 GiB" in err and "float32[4, 10000, 10000]" in err
+    blur = tmp_path / "blur.yaml"
+    blur.write_text("{_target_: config_test_ops.BoxBlur, radius: 500}")
+    argv = ["validate", str(blur), "--import", "config_test_ops", "--input-shape", "1,256,256"]
+    assert main([*argv, "--max-flops", "1e9"]) == 1
+    assert "compute budget" in capsys.readouterr().err
+    assert main([*argv, "--max-flops", "1e12"]) == 0
+    assert "flops" in capsys.readouterr().out
 
 
 def test_validate_argument_errors(pipeline_yaml: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["validate", str(pipeline_yaml), "--budget", "1MiB"]) == 1
     assert "--input-shape" in capsys.readouterr().err
+    assert main(["validate", str(pipeline_yaml), "--max-flops", "10"]) == 1
     with pytest.raises(SystemExit):
         main(["validate", str(pipeline_yaml), "--input-shape", "a,b"])
     with pytest.raises(SystemExit):

@@ -64,6 +64,7 @@ def _load(name: str, entry: dict[str, Any]) -> Operator:
     if "input_shape" in entry:
         kwargs["input_spec"] = tuple(entry["input_shape"])
         kwargs["memory_budget"] = entry["budget"]
+        kwargs["flop_budget"] = entry.get("flop_budget")
     return loads_yaml((CORPUS / name).read_bytes(), **kwargs)
 
 
@@ -253,6 +254,17 @@ def test_budget_counts_the_compiled_program() -> None:
     with pytest.raises(BudgetExceededError) as e:
         price(pipe, (1, 64, 64), budget=cost.peak_bytes - 1, compile=True)
     assert e.value.stage in ("intermediate", "compiled")
+
+
+def test_flop_budget_refuses_compute_bombs() -> None:
+    small, huge = tops.BoxBlur(radius=1), tops.BoxBlur(radius=300)
+    spec = (1, 128, 128)
+    cost_small, cost_huge = price(small, spec), price(huge, spec)
+    assert cost_small.flops is not None and cost_huge.flops > 1000 * cost_small.flops
+    check_budget(small, spec, "64MiB", flop_budget=1e8)
+    with pytest.raises(BudgetExceededError, match="compute budget") as e:
+        check_budget(huge, spec, "64MiB", flop_budget=1e8)
+    assert e.value.stage == "flops" and e.value.required > 1e8
 
 
 def test_budget_for_graph_inputs_and_params() -> None:

@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SIZE",
         help="refuse if the priced pipeline needs more memory (e.g. 512MiB, 2GB)",
     )
+    v.add_argument(
+        "--max-flops",
+        type=float,
+        metavar="N",
+        help="refuse if the compiled program's cost analysis exceeds N FLOPs (e.g. 1e12)",
+    )
     v.set_defaults(func=run_validate)
 
 
@@ -174,8 +180,8 @@ def run_hash(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Load (sandboxed if asked), check it round-trips, price it if asked; report."""
-    if args.budget is not None and args.input_shape is None:
-        raise SerializationError("--budget needs --input-shape (the input to price for)")
+    if (args.budget is not None or args.max_flops is not None) and args.input_shape is None:
+        raise SerializationError("--budget/--max-flops need --input-shape (the input to price)")
     _prepare(args)
     allowed = None
     limits = DEFAULT_LIMITS
@@ -189,7 +195,13 @@ def run_validate(args: argparse.Namespace) -> int:
         raise SerializationError("the pipeline does not round-trip through its config")
     result = None
     if args.input_shape is not None:
-        result = price(op, args.input_shape, dtype=args.dtype, budget=args.budget)
+        result = price(
+            op,
+            args.input_shape,
+            dtype=args.dtype,
+            budget=args.budget,
+            flop_budget=args.max_flops,
+        )
     mode = "sandboxed" if args.sandbox else "trusted"
     print(f"ok ({mode}): {op.display_name}, {_count_operators(cfg)} operators")
     print(f"config_hash  {config_hash(op)}")

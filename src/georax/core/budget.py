@@ -12,7 +12,9 @@ that is already over budget, so an absurd request never reaches the compiler:
    sandbox should not bet on a fusion heuristic: no single value may exceed the budget;
 4. **compiled peak** -- ``jax.jit(...).lower(...).compile().memory_analysis()``: arguments +
    outputs + XLA's temporary buffers - aliased bytes, i.e. the buffer assignment of the program
-   that would actually run on this backend.
+   that would actually run on this backend;
+5. optionally **compute** -- the compiled program's ``cost_analysis()`` FLOP count against a
+   ``flop_budget`` (loop bodies are counted once, so this bounds from below).
 
 Limitations (documented, not hidden): memory is priced for the backend this process compiles for;
 host-side callbacks (``Tap``, I/O) can allocate outside the program; construction-time arrays
@@ -53,16 +55,21 @@ class BudgetExceededError(GeoraxError, ValueError):
         required: bytes the pipeline would need (at ``stage``; a lower bound of the total).
         budget: the budget in bytes.
         stage: which estimate exceeded it (``"input"``, ``"params"``, ``"output"``,
-            ``"intermediate"``, ``"compiled"``).
+            ``"intermediate"``, ``"compiled"``, or ``"flops"`` for the compute budget, in which
+            case ``required`` and ``budget`` count floating-point operations).
     """
 
     def __init__(self, required: int, budget: int, stage: str, detail: str) -> None:
         self.required = required
         self.budget = budget
         self.stage = stage
+        if stage == "flops":
+            need, limit, kind = f"{required:.3g} FLOPs", f"{budget:.3g} FLOPs", "compute"
+        else:
+            need, limit, kind = format_bytes(required), format_bytes(budget), "memory"
         super().__init__(
-            f"pipeline refused: {detail} needs {format_bytes(required)} "
-            f"(stage: {stage}), over the memory budget of {format_bytes(budget)}"
+            f"pipeline refused: {detail} needs {need} (stage: {stage}), "
+            f"over the {kind} budget of {limit}"
         )
 
 
@@ -169,6 +176,8 @@ class Price:
         largest_intermediate_bytes: the largest single value in the traced program.
         compiled: the compiled program's memory analysis, as a dict (argument, output, temp,
             alias and generated-code bytes).
+        flops: XLA's cost analysis of the compiled program (floating-point operations). A loop
+            body (``lax.map``/``scan``) is counted once, so with loops this is a lower bound.
     """
 
     input_bytes: int
@@ -177,6 +186,7 @@ class Price:
     output_bytes: int | None = None
     largest_intermediate_bytes: int | None = None
     compiled: dict[str, int] | None = None
+    flops: float | None = None
 
     @property
     def peak_bytes(self) -> int:
@@ -202,9 +212,10 @@ class Price:
             rows += [(f"compiled {k}", v) for k, v in self.compiled.items()]
         rows.append(("peak estimate", self.peak_bytes))
         width = max(len(r[0]) for r in rows)
-        return "\n".join(
-            f"{name:<{width}}  {'-' if v is None else format_bytes(v)}" for name, v in rows
-        )
+        lines = [f"{name:<{width}}  {'-' if v is None else format_bytes(v)}" for name, v in rows]
+        if self.flops is not None:
+            lines.append(f"{'flops':<{width}}  {self.flops:.3g}")
+        return "\n".join(lines)
 
 
 def _largest_value(jaxpr: Any) -> int:
@@ -261,6 +272,7 @@ def price(
     dtype: Any = "float32",
     budget: int | str | None = None,
     compile: bool = True,
+    flop_budget: float | None = None,
 ) -> Price:
     """Price ``pipeline`` for an input spec without running it (see the module docstring).
 
@@ -273,6 +285,9 @@ def price(
     - `budget`: if given (bytes or a string such as ``"512MiB"``), stop and raise
       :class:`BudgetExceededError` at the first stage over budget.
     - `compile`: run the (slowest) compiled-memory stage.
+    - `flop_budget`: if given, also refuse a program whose compiled cost analysis exceeds this
+      many floating-point operations (a guard against compute bombs, e.g. a huge filter window;
+      loop bodies count once, so it bounds from below).
 
     **Returns:** a :class:`Price`.
 
@@ -306,7 +321,8 @@ def price(
     if not compile:
         return result
     try:
-        stats = jax.jit(run).lower(arrays, spec, key).compile().memory_analysis()
+        compiled_program = jax.jit(run).lower(arrays, spec, key).compile()
+        stats = compiled_program.memory_analysis()
     except GeoraxError:
         raise
     except Exception as e:
@@ -320,19 +336,35 @@ def price(
             "alias": int(stats.alias_size_in_bytes),
             "generated_code": int(stats.generated_code_size_in_bytes),
         }
-    result = dataclasses.replace(result, compiled=compiled)
+    flops = None
+    try:
+        costs = compiled_program.cost_analysis()
+        cost = costs[0] if isinstance(costs, list | tuple) else costs
+        flops = float(cost["flops"]) if cost and "flops" in cost else None
+    except Exception:  # cost analysis is best-effort on some backends
+        flops = None
+    result = dataclasses.replace(result, compiled=compiled, flops=flops)
     over(result.peak_bytes, "compiled", f"the compiled program on {shown}")
+    if flop_budget is not None and flops is not None and flops > flop_budget:
+        raise BudgetExceededError(
+            int(flops), int(flop_budget), "flops", f"the compiled program on {shown}"
+        )
     return result
 
 
 def check_budget(
-    pipeline: Operator, spec: Any, budget: int | str, *, dtype: Any = "float32"
+    pipeline: Operator,
+    spec: Any,
+    budget: int | str,
+    *,
+    dtype: Any = "float32",
+    flop_budget: float | None = None,
 ) -> Price:
     """Refuse ``pipeline`` if running it on ``spec`` would exceed ``budget``; else its price.
 
     **Raises:** :class:`BudgetExceededError` naming the stage, the bytes needed and the budget.
     """
-    return price(pipeline, spec, dtype=dtype, budget=budget)
+    return price(pipeline, spec, dtype=dtype, budget=budget, flop_budget=flop_budget)
 
 
 def _show_spec(spec: Any) -> str:

