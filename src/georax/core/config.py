@@ -537,7 +537,7 @@ class _Builder:
             ) from None
         if not (isinstance(cls, type) and issubclass(cls, Operator)):
             raise UntrustedTargetError(target, f"(at {path}) is not a georax Operator")
-        if getattr(cls, "__abstractmethods__", None):
+        if getattr(cls, "__abstractmethods__", None) or getattr(cls, "__abstractvars__", None):
             raise UntrustedTargetError(target, f"(at {path}) is abstract")
         reason = _forbidden_target_reason(cls, cfg)
         if reason is not None:
@@ -784,6 +784,11 @@ def from_config(
     named), `MissingVariableError`, `SandboxLimitError`, `SerializationError`.
     """
     _check_tree(cfg, limits)
-    cfg = substitute_variables(cfg, variables)
     allow = None if allowed is None else frozenset(allowed)
-    return _Builder(allow, limits, param_factory).operator(cfg, "")
+    try:
+        cfg = substitute_variables(cfg, variables)
+        return _Builder(allow, limits, param_factory).operator(cfg, "")
+    except RecursionError:  # only reachable with limits.max_depth raised past Python's stack
+        raise SandboxLimitError(
+            "max_depth", limits.max_depth, limits.max_depth, "Python recursion limit reached"
+        ) from None

@@ -93,7 +93,11 @@ def public_operators(
             continue
         if cls.__name__ in exclude or path in exclude or cls.__name__.startswith("_"):
             continue
-        if getattr(cls, "forbid_in_yaml", False) or getattr(cls, "__abstractmethods__", None):
+        if (
+            getattr(cls, "forbid_in_yaml", False)
+            or getattr(cls, "__abstractmethods__", None)
+            or getattr(cls, "__abstractvars__", None)
+        ):
             continue
         keep.add(path)
     keep |= {short for short, target in _ALIASES.items() if target in keep}
