@@ -165,7 +165,9 @@ def test_geotensor_jit_vmap_grad() -> None:
     np.testing.assert_allclose(jax.vmap(NDVI())(batch), NDVI()(batch), rtol=1e-6)
     small = jnp.asarray(_bands(3, shape=(6, 2, 2)))
     check_grads(lambda v: NDVI()(v), (small,), order=2, eps=1e-2, atol=1e-2, rtol=1e-2)
-    check_grads(lambda v: SpectralIndex("EVI")(v), (small,), order=1, eps=1e-2, atol=1e-2, rtol=1e-2)
+    check_grads(
+        lambda v: SpectralIndex("EVI")(v), (small,), order=1, eps=1e-2, atol=1e-2, rtol=1e-2
+    )
     g = jax.grad(lambda o: jnp.sum(o(x)))(SAVI())
     assert jnp.isfinite(g.l) and g.l != 0
 

@@ -73,7 +73,7 @@ def test_radix_branch_equals_host_branch() -> None:
     x = _data(5, (4, 257))
     q = jnp.array([0.0, 3.0, 50.0, 77.7, 100.0])
     lo_r, hi_r, w_r = order_statistics_radix(jnp.asarray(x), q)
-    lo_h, hi_h, w_h = _host_order_stats(x, np.asarray(q)[None, :])
+    lo_h, hi_h, _ = _host_order_stats(x, np.asarray(q)[None, :])
     np.testing.assert_array_equal(np.asarray(lo_r), lo_h.T)
     np.testing.assert_array_equal(np.asarray(hi_r), hi_h.T)
     np.testing.assert_allclose(

@@ -105,7 +105,9 @@ def test_gradients() -> None:
     op = TOAToBOA(sun_zenith=40.0)
     g = jax.grad(lambda o: jnp.sum(o(x)))(op)
     assert jnp.isfinite(g.sun_zenith) and g.sun_zenith != 0
-    check_grads(lambda v: PercentileClip(p_min=10, p_max=90)(v), (x,), order=1, modes=("rev",), eps=1e-3)
+    check_grads(
+        lambda v: PercentileClip(p_min=10, p_max=90)(v), (x,), order=1, modes=("rev",), eps=1e-3
+    )
 
 
 def test_bad_config() -> None:

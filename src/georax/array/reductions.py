@@ -4,7 +4,7 @@
 dark-object subtraction at the 1st percentile of a 2048x2048 band) is an order of magnitude slower
 than eager NumPy, which uses introselect. :func:`nanpercentile` here returns the *same numbers* as
 ``np.nanpercentile(x, q, axis, method="linear")`` (exact order statistics, NumPy's interpolation
-formula; float32 rounding of the final interpolation is the only difference) while avoiding the sort:
+formula; float32 rounding of the final interpolation is the only difference) without sorting:
 
 - **CPU**: XLA's CPU code for compare-and-count reductions and sorts is slow (measured ~2-3 ns per
   element per pass on the dev box), so the order statistics are selected on the host through a
@@ -21,8 +21,8 @@ compares). The choice is made by ``jax.lax.platform_dependent`` at lowering time
 carrier-neutral, ``jit``/``vmap``-safe and needs no configuration.
 
 Gradients: the percentile is differentiable almost everywhere (it is a weighted sum of two order
-statistics); a ``custom_jvp`` routes the tangent to the selected elements (averaged over exact ties),
-which is what ``jnp.percentile``'s sort-based derivative does up to tie-breaking.
+statistics); a ``custom_jvp`` routes the tangent to the selected elements (averaged over exact
+ties), which is what ``jnp.percentile``'s sort-based derivative does up to tie-breaking.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Formulas such as the Awesome Spectral Indices catalog's ``"g*(N-R)/(N+C1*R-C2*B+L)"`` are parsed
 with :mod:`ast` in ``eval`` mode and checked node by node against a whitelist: names, numeric
-literals, ``+ - * / **``, unary ``+``/``-`` and calls of a few named ``jax.numpy`` functions. Nothing
-is ever passed to ``eval``/``exec``; an attribute access, subscript, comparison, lambda, keyword
-argument or unknown function is refused with a :class:`FormulaError` naming it.
+literals, ``+ - * / **``, unary ``+``/``-`` and calls of a few named ``jax.numpy`` functions.
+Nothing is ever passed to ``eval``/``exec``; an attribute access, subscript, comparison, lambda,
+keyword argument or unknown function is refused with a :class:`FormulaError` naming it.
 """
 
 from __future__ import annotations

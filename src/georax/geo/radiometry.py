@@ -1,5 +1,5 @@
-"""Radiometric operators: dtype, DN scaling, percentile clipping, dark-object subtraction, sun-zenith
-correction, per-band normalisation.
+"""Radiometric operators: dtype, DN scaling, percentile clipping, dark-object subtraction,
+sun-zenith correction, per-band normalisation.
 
 Pure functions first (documented math, no config), then the thin operators. Percentiles use
 :func:`georax.array.reductions.nanpercentile` — exact (NumPy "linear"), NaN-aware, no sort.
@@ -126,10 +126,8 @@ def sun_zenith_correction(
     """
     x = _float(x)
     sz = jnp.asarray(sun_zenith, x.dtype)
-    if sz.ndim >= 2:  # per-pixel angles: broadcast over bands
-        sz = sz[..., None, :, :]
-    else:
-        sz = _per_band(sz, x.ndim)
+    # per-pixel angles (..., H, W) broadcast over bands; scalars / per-band vectors as usual
+    sz = sz[..., None, :, :] if sz.ndim >= 2 else _per_band(sz, x.ndim)
     if degrees:
         sz = jnp.deg2rad(sz)
     return (x - _per_band(path_reflectance, x.ndim)) / jnp.cos(sz)

@@ -81,7 +81,7 @@ def stretch(
     return t ** (1.0 / gamma)
 
 
-def to_uint8(t: Float[Array, "..."]) -> UInt8[Array, "..."]:
+def to_uint8(t: Float[Array, ...]) -> UInt8[Array, ...]:
     """``[0, 1]`` floats to ``0..255`` (rounded; NaN -> 0)."""
     return jnp.round(jnp.nan_to_num(jnp.clip(t, 0.0, 1.0), nan=0.0) * 255).astype(jnp.uint8)
 
@@ -180,7 +180,9 @@ class TrueColor(Operator):
             if self.vmin is None:
                 from georax.array.reductions import nanpercentile
 
-                lo, hi = nanpercentile(rgb, jnp.array([self.p_min, self.p_max]), (-2, -1), keepdims=True)
+                lo, hi = nanpercentile(
+                    rgb, jnp.array([self.p_min, self.p_max]), (-2, -1), keepdims=True
+                )
                 hi = jnp.where(hi > lo, hi, lo + 1)
             else:
                 lo, hi = self.vmin, self.vmax
