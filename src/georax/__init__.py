@@ -21,6 +21,7 @@ from georax.core import (
     Tap,
     registry,
 )
+from georax.core.budget import check_budget, price
 from georax.core.config import from_config, to_config
 from georax.core.hashing import config_hash, params_hash, pipeline_digest
 from georax.core.params import load, save
@@ -40,6 +41,7 @@ __all__ = [
     "Sequential",
     "Tap",
     "array",
+    "check_budget",
     "config_hash",
     "data",
     "dumps_yaml",
@@ -52,6 +54,7 @@ __all__ = [
     "params_hash",
     "patch",
     "pipeline_digest",
+    "price",
     "registry",
     "save",
     "to_config",

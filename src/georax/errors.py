@@ -1,4 +1,23 @@
-"""Public home of georax's error types (defined in :mod:`georax.core.errors`)."""
+"""Every error type georax raises on purpose, in one place.
 
+The base classes live in :mod:`georax.core.errors`; errors that belong to one subsystem are defined
+next to it and re-exported here so ``except gx.errors.X`` works for all of them.
+"""
+
+from georax.core.budget import BudgetExceededError
+from georax.core.config import MissingVariableError, ParamsRequiredError
 from georax.core.errors import *
-from georax.core.errors import __all__ as __all__
+from georax.core.errors import __all__ as _core_errors
+from georax.core.params import ParamsIntegrityError
+from georax.core.sandbox import MalformedYAMLError, SandboxLimitError, UnsafeYAMLError
+
+__all__ = [
+    *_core_errors,
+    "BudgetExceededError",
+    "MalformedYAMLError",
+    "MissingVariableError",
+    "ParamsIntegrityError",
+    "ParamsRequiredError",
+    "SandboxLimitError",
+    "UnsafeYAMLError",
+]

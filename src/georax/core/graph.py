@@ -234,7 +234,8 @@ class Graph(Operator):
         rows = [("-", f"Input({n})", "", *describe(v)) for n, v in example_inputs.items()]
         for i, ((op_i, args, kwargs), s) in enumerate(zip(self.nodes, structs, strict=True)):
             refs = [str(r) for r in args] + [f"{n}={r}" for n, r in kwargs]
-            label = self.operators[op_i].display_name + (f" -> {out_of[i]!r}" if i in out_of else "")
+            label = self.operators[op_i].display_name
+            label += f" -> {out_of[i]!r}" if i in out_of else ""
             rows.append((str(i), label, ", ".join(refs), *describe(s)))
         return Summary(
             f"Graph (inputs {list(self.inputs)}, outputs {[n for n, _ in self.outputs]})",
