@@ -93,4 +93,19 @@ def as_jax_array(arr: Any, *, copy: bool = True) -> jax.Array:
             return jnp.from_dlpack(arr)
         except (BufferError, TypeError, RuntimeError):  # pragma: no cover - platform specific
             pass
+    if (
+        isinstance(arr, np.ndarray)
+        and jax.default_backend() == "cpu"
+        and arr.size > 0
+        and arr.dtype != np.bool_
+        and jax.dtypes.canonicalize_dtype(arr.dtype) == arr.dtype
+    ):
+        # Exactly one memcpy into a buffer XLA can adopt (jnp.asarray of an unaligned array
+        # was measured at ~2x the cost of a plain copy).
+        buf = aligned_empty(arr.shape, arr.dtype)
+        np.copyto(buf, arr)
+        try:
+            return jnp.from_dlpack(buf)
+        except (BufferError, TypeError, RuntimeError):  # pragma: no cover - platform specific
+            pass
     return jnp.asarray(arr)

@@ -177,7 +177,9 @@ class GeoTensor(Carrier):
         if isinstance(values, jax.Array | jax.ShapeDtypeStruct):
             self.values = values
         else:
-            self.values = jnp.asarray(values)
+            from georax.tensor.buffers import as_jax_array
+
+            self.values = as_jax_array(values, copy=True)
         self.transform = _as_affine(transform)
         if crs is None:
             self.crs = None
