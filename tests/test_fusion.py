@@ -373,6 +373,20 @@ def test_config_round_trips_through_yaml(op) -> None:
         assert isinstance(getattr(loaded, "target_grid", getattr(loaded, "grid", None)), Grid)
 
 
+def test_resample_operator_under_jit_and_vmap() -> None:
+    _, sar, _ = sensors()
+    target = utm31_grid(15.0, (20, 24), (100.0, 100.0))
+    op = Resample(grid=target)
+    out = jax.jit(op)(sar)
+    assert grid_of(out) == target and out.band_names == ("VV", "VH")
+    np.testing.assert_allclose(
+        out.values, resample(np.asarray(sar.values), SRC, target), rtol=1e-6, equal_nan=True
+    )
+    stack = gx.GeoTensor(jnp.stack([sar.values, 2 * sar.values]), sar.transform, sar.crs)
+    batched = jax.vmap(lambda v: op(gx.GeoTensor(v, sar.transform, sar.crs)).values)(stack.values)
+    np.testing.assert_allclose(batched[1], 2 * batched[0], rtol=1e-5)
+
+
 def test_grid_coerce_and_crs_equal() -> None:
     g = Grid.coerce({"crs": "EPSG:4326", "transform": [1, 0, 0, 0, -1, 0], "shape": [2, 3]})
     assert g == ("EPSG:4326", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), (2, 3))

@@ -14,8 +14,12 @@ Two device paths:
 - same CRS, both grids north-up/axis-aligned, bilinear: :func:`jax.image.scale_and_translate`
   with a triangle kernel, separable and antialiased (when downsampling, the kernel is widened to
   the target pixel size, as GDAL's warper does);
-- otherwise (different CRS, rotated grids, or nearest): a per-pixel coordinate map computed with
-  pyproj, then :func:`jax.scipy.ndimage.map_coordinates` (order 1 = bilinear, 0 = nearest).
+- otherwise (different CRS, rotated grids): a per-pixel coordinate map computed with pyproj,
+  then :func:`jax.scipy.ndimage.map_coordinates` (order 1). This is *point* bilinear
+  interpolation: it matches GDAL when the target is as fine as or finer than the source, but is
+  not antialiased, so when a different-CRS target is coarser than the source it aliases where
+  GDAL would average (resample in the source CRS first, or choose the finer grid as target).
+- nearest: a gather of the source pixel containing each target centre (both paths).
 
 Missing data is NaN, in and out, with GDAL's rules: a target pixel is NaN when its centre falls
 outside the source extent or in a NaN source pixel; otherwise interpolation is *normalised* —
