@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 from jaxtyping import Array, Float, Int
 
 matplotlib.use("Agg")
@@ -95,7 +96,7 @@ def preprocessing() -> tuple[dict[str, gx.Input], gx.Node]:
 def train(
     stack: np.ndarray, labels: np.ndarray, *, key: Array, steps: int = 300
 ) -> PixelClassifier:
-    """Fit the classifier on a random sample of clear pixels (full-batch Adam via jax.grad)."""
+    """Fit the classifier on a random sample of clear pixels (full-batch Adam from optax)."""
     pixels = stack.reshape(stack.shape[0], -1).T
     y = labels.reshape(-1)
     clear = np.flatnonzero(np.all(np.isfinite(pixels), axis=1))
@@ -111,25 +112,19 @@ def train(
         return -jnp.mean(jnp.take_along_axis(logp, ys[:, None], axis=1))
 
     params, static = eqx.partition(model, eqx.is_inexact_array)
-
-    def full(p: PixelClassifier) -> PixelClassifier:
-        return eqx.combine(p, static)
+    optimiser = optax.adam(0.02)
 
     @jax.jit
-    def step(p, m1, m2, t):  # Adam, written out (no optax dependency)
-        value, g = jax.value_and_grad(lambda q: loss(full(q)))(p)
-        m1 = jax.tree.map(lambda a, b: 0.9 * a + 0.1 * b, m1, g)
-        m2 = jax.tree.map(lambda a, b: 0.999 * a + 0.001 * b * b, m2, g)
-        lr = 0.02 * jnp.sqrt(1 - 0.999**t) / (1 - 0.9**t)
-        p = jax.tree.map(lambda a, b, c: a - lr * b / (jnp.sqrt(c) + 1e-8), p, m1, m2)
-        return p, m1, m2, value
+    def step(p, state):  # type: ignore[no-untyped-def]
+        value, g = jax.value_and_grad(lambda q: loss(eqx.combine(q, static)))(p)
+        updates, state = optimiser.update(g, state, p)
+        return optax.apply_updates(p, updates), state, value
 
-    m1 = jax.tree.map(jnp.zeros_like, params)
-    m2 = jax.tree.map(jnp.zeros_like, params)
-    for t in range(1, steps + 1):
-        params, m1, m2, value = step(params, m1, m2, t)
+    state = optimiser.init(params)
+    for _ in range(steps):
+        params, state, value = step(params, state)
     print(f"trained on {len(idx)} clear pixels, {steps} Adam steps, final loss {float(value):.3f}")
-    return full(params)
+    return eqx.combine(params, static)
 
 
 def main(argv: list[str] | None = None) -> None:
