@@ -4,20 +4,42 @@ The base classes live in :mod:`georax.core.errors`; errors that belong to one su
 next to it and re-exported here so ``except gx.errors.X`` works for all of them.
 """
 
+from georax.array.qc import QCError
 from georax.core.budget import BudgetExceededError
 from georax.core.config import MissingVariableError, ParamsRequiredError
 from georax.core.errors import *
 from georax.core.errors import __all__ as _core_errors
 from georax.core.params import ParamsIntegrityError
 from georax.core.sandbox import MalformedYAMLError, SandboxLimitError, UnsafeYAMLError
+from georax.io.errors import (
+    BandIndexError,
+    CorruptRasterError,
+    CRSMismatchError,
+    RasterDTypeError,
+    RasterNotFoundError,
+    RasterReadError,
+    RasterWriteError,
+    WindowError,
+)
+from georax.tensor.geotensor import GeoTensorRequiredError
 
 __all__ = [
     *_core_errors,
+    "BandIndexError",
     "BudgetExceededError",
+    "CRSMismatchError",
+    "CorruptRasterError",
+    "GeoTensorRequiredError",
     "MalformedYAMLError",
     "MissingVariableError",
     "ParamsIntegrityError",
     "ParamsRequiredError",
+    "QCError",
+    "RasterDTypeError",
+    "RasterNotFoundError",
+    "RasterReadError",
+    "RasterWriteError",
     "SandboxLimitError",
     "UnsafeYAMLError",
+    "WindowError",
 ]
