@@ -37,6 +37,35 @@ Grid = tuple[tuple[int, ...], tuple[int, ...]]
 Weights1D = tuple[np.ndarray, np.ndarray]
 
 
+MAX_UNROLLED_BATCHES = 128
+"""Batch loops up to this many batches are unrolled at trace time; longer ones are a ``scan``.
+
+Why unroll: XLA:CPU only hands a convolution to its fast (Eigen, NHWC) kernel after its
+``ConvCanonicalization`` pass has transposed it, and that pass visits the *entry* computation
+only. A channels-first convolution inside a ``while`` body (``scan``, ``fori_loop``,
+``lax.map``) stays a naive loop nest: measured ~2.4x slower on the benchmark's conv net. The
+number of batches is static, so the loop is unrolled into one straight-line program (still one
+compiled program, traced once per batch: compile time grows with the batch count, hence the
+cap). Memory stays bounded by one batch because every batch is made to depend on the canvas
+left by the previous one (:func:`after`).
+"""
+
+
+def after(token: jax.Array, idx: jax.Array) -> jax.Array:
+    """``idx`` unchanged, but computed from ``token``: a data dependency that orders work.
+
+    Returns ``idx + min(isnan(t), 0)`` for one element ``t`` of ``token``, which is ``idx + 0``
+    for every value of ``t`` (NaN included) but which XLA cannot fold away. Making batch ``i``'s
+    chip positions depend on the canvas after batch ``i - 1`` stops XLA:CPU's
+    concurrency-optimised scheduler from hoisting every batch's extraction and convolutions to
+    the front of an unrolled loop (which keeps all batches' intermediates alive at once: the
+    memory of one big vmap). ``jax.lax.optimization_barrier`` does not do this on CPU: it is
+    removed before scheduling.
+    """
+    t = token[(0,) * token.ndim]
+    return idx + jnp.minimum((t != t).astype(idx.dtype), 0)
+
+
 def accumulate(
     canvas: Shaped[Array, "*band H W"],
     chips: Shaped[Array, "n *band h w"],
@@ -228,12 +257,6 @@ def patchwise_accumulate(
     b = max(1, min(int(batch_size), n))
     nb = -(-n // b)
     valid = jnp.ones((n,), bool) if valid is None else jnp.asarray(valid, bool)
-    pos = jnp.zeros((nb * b, 2), jnp.int32).at[:n].set(positions).reshape(nb, b, 2)
-    ok = jnp.zeros((nb * b,), bool).at[:n].set(valid).reshape(nb, b)
-    if keys is not None:
-        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (nb * b - n, *keys.shape[1:]))])
-        keys = keys.reshape(nb, b, *keys.shape[1:])
-
     chip_struct = jax.ShapeDtypeStruct((*x.shape[:-2], *chip), x.dtype)
     out = apply_output_shape(fn, chip_struct, keys is not None)
     if tuple(out.shape[-2:]) != chip:
@@ -256,22 +279,37 @@ def patchwise_accumulate(
         p, v, k = batch
         chips = extract_patches(x, p, chip)
         y = jax.vmap(fn)(chips, k) if k is not None else jax.vmap(lambda c: fn(c, None))(chips)
-        vb = v.reshape((b,) + (1,) * (y.ndim - 1))
+        m = p.shape[0]
+        vb = v.reshape((m,) + (1,) * (y.ndim - 1))
         if mode == "max":
             y = jnp.where(vb, y.astype(dtype), _lowest(dtype))
             canvas = accumulate(canvas, y, p, "max")
-            wn = jnp.ones((b, *chip), jnp.float32)
+            wn = jnp.ones((m, *chip), jnp.float32)
         else:
             y = jnp.where(vb, y.astype(dtype) * w2, jnp.zeros((), dtype))
             canvas = accumulate(canvas, y, p, "add")
-            wn = jnp.broadcast_to(w2.astype(jnp.float32), (b, *chip))
+            wn = jnp.broadcast_to(w2.astype(jnp.float32), (m, *chip))
         if need_norm:
             wn = jnp.where(v[:, None, None], wn, 0.0)
             norm = accumulate(norm, wn, p, "add")
         return (canvas, norm), None
 
-    (canvas, norm), _ = lax.scan(step, (canvas0, norm0), (pos, ok, keys))
-    return canvas, norm
+    carry = (canvas0, norm0)
+    if nb > MAX_UNROLLED_BATCHES:  # padded to whole batches; padding chips add nothing
+        pos = jnp.zeros((nb * b, 2), jnp.int32).at[:n].set(positions).reshape(nb, b, 2)
+        ok = jnp.zeros((nb * b,), bool).at[:n].set(valid).reshape(nb, b)
+        keys_b = None
+        if keys is not None:
+            pad = jnp.broadcast_to(keys[:1], (nb * b - n, *keys.shape[1:]))
+            keys_b = jnp.concatenate([keys, pad]).reshape(nb, b, *keys.shape[1:])
+        carry, _ = lax.scan(step, carry, (pos, ok, keys_b))
+        return carry
+    for lo in range(0, n, b):  # unrolled at trace time (see MAX_UNROLLED_BATCHES); the last
+        hi = min(lo + b, n)  # batch is short rather than padded, so no chip runs twice
+        p_i = positions[lo:hi] if lo == 0 else after(carry[0], positions[lo:hi])
+        k_i = None if keys is None else keys[lo:hi]
+        carry, _ = step(carry, (p_i, valid[lo:hi], k_i))
+    return carry
 
 
 def finish_stitch(
@@ -304,10 +342,12 @@ def patchwise(
 ) -> Shaped[Array, "*band_out H W"]:
     """Fused extract -> apply -> stitch over bounded batches of chips, in one compiled loop.
 
-    A :func:`jax.lax.scan` over batches of ``batch_size`` positions; each step cuts the batch's
-    chips, runs ``fn`` on them with :func:`jax.vmap`, weights them and adds them into the canvas.
-    Only one batch of chips is alive at a time, so memory is bounded by the input, the output
-    canvas and one batch (not by the chip stack, which is never materialised).
+    A loop over batches of ``batch_size`` positions; each step cuts the batch's chips, runs
+    ``fn`` on them with :func:`jax.vmap`, weights them and adds them into the canvas. Only one
+    batch of chips is alive at a time, so memory is bounded by the input, the output canvas and
+    one batch (not by the chip stack, which is never materialised). The loop is unrolled at
+    trace time up to ``MAX_UNROLLED_BATCHES`` batches (XLA:CPU runs convolutions inside loop
+    bodies without its fast kernels; see there) and a :func:`jax.lax.scan` beyond.
 
     **Arguments:**
 
@@ -352,13 +392,28 @@ def map_chips(
     batch_size: int,
     key: jax.Array | None = None,
 ) -> Shaped[Array, "n *band_out h2 w2"]:
-    """Apply ``fn`` to every chip, vmapped in batches of ``batch_size`` (bounded memory).
+    """Apply ``fn`` to every chip, vmapped in batches of ``batch_size`` (bounded working memory).
 
-    :func:`jax.lax.map` with ``batch_size``: a scan over batches, each batch vmapped.
+    Up to ``MAX_UNROLLED_BATCHES`` batches the loop is unrolled at trace time (fast convolutions
+    on XLA:CPU, see there), each batch reading its chips only after the previous batch's output
+    exists (:func:`after`), so one batch's intermediates are alive at a time; beyond that it is
+    :func:`jax.lax.map` with ``batch_size`` (a scan over vmapped batches). The output stack itself
+    is, of course, materialised.
     """
     n = int(chips.shape[0])
     b = max(1, min(int(batch_size), n))
-    if key is None:
-        return lax.map(lambda c: fn(c, None), chips, batch_size=b)
-    keys = jax.random.split(key, n)
-    return lax.map(lambda ck: fn(ck[0], ck[1]), (chips, keys), batch_size=b)
+    keys = None if key is None else jax.random.split(key, n)
+    if n == 0 or -(-n // b) > MAX_UNROLLED_BATCHES:
+        if keys is None:
+            return lax.map(lambda c: fn(c, None), chips, batch_size=b)
+        return lax.map(lambda ck: fn(ck[0], ck[1]), (chips, keys), batch_size=b)
+    outs: list[jax.Array] = []
+    for lo in range(0, n, b):
+        hi = min(lo + b, n)
+        start = jnp.int32(lo) if not outs else after(outs[-1], jnp.int32(lo))
+        c = lax.dynamic_slice_in_dim(chips, start, hi - lo)
+        if keys is None:
+            outs.append(jax.vmap(lambda ci: fn(ci, None))(c))
+        else:
+            outs.append(jax.vmap(fn)(c, keys[lo:hi]))
+    return jnp.concatenate(outs) if len(outs) > 1 else outs[0]
