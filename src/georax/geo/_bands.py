@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
@@ -38,10 +39,16 @@ def take_band(x: Array, index: int) -> Array:
 
 
 def drop_band(x: Array, index: int) -> Array:
-    """``x`` without band ``index``."""
+    """``x`` without band ``index``, built from static slices.
+
+    Not ``jnp.take`` with an index array: XLA:CPU runs that as a gather and materialises the result
+    (32 MiB for four 2048^2 uint16 bands), whereas slices fuse into whatever consumes them.
+    """
     n = x.shape[BAND_AXIS]
-    keep = [i for i in range(n) if i != index % n]
-    return jnp.take(x, jnp.asarray(keep), axis=BAND_AXIS)
+    i = index % n
+    before = jax.lax.slice_in_dim(x, 0, i, axis=x.ndim + BAND_AXIS)
+    after = jax.lax.slice_in_dim(x, i + 1, n, axis=x.ndim + BAND_AXIS)
+    return jnp.concatenate([before, after], axis=BAND_AXIS)
 
 
 def map_bands(
