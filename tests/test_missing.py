@@ -48,3 +48,13 @@ def test_works_under_jit_and_vmap_with_keyword_constants() -> None:
         jax.vmap(jax.grad(lambda row, s: jnp.nansum(safe(row, s, offset=3.0)), 1), (0, None))
     )(v, jnp.array(1.5))
     np.testing.assert_allclose(grads, [1.0, 6.0])
+
+
+def test_keyword_array_arguments_are_differentiated_too() -> None:
+    def f(v: jax.Array, *, floor: jax.Array, amplitude: bool) -> jax.Array:
+        return jnp.maximum(v, floor) * (2.0 if amplitude else 1.0)
+
+    safe = nan_safe_grad(f)
+    v = jnp.array([0.5, jnp.nan, 3.0])
+    g = jax.grad(lambda fl: jnp.nansum(safe(v, floor=fl, amplitude=True)))(jnp.array(1.0))
+    np.testing.assert_allclose(g, 2.0)  # only the 0.5 pixel sits on the floor

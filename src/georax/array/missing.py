@@ -18,6 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -36,41 +37,44 @@ def nan_safe_grad(fn: F) -> F:
     **Arguments:**
 
     - `fn`: a function of arrays whose output entries depend only on input entries of the same
-      pixel (elementwise maths, band combinations such as NDVI, per-band scales). Its first
-      output must be an array; keyword arguments are passed through as constants.
+      pixel (elementwise maths, band combinations such as NDVI, per-band scales and offsets).
+      Array arguments (positional or keyword) are differentiated; everything else (flags,
+      Python numbers, strings) is passed through as a constant.
 
     **Returns:** a function with identical values whose JVP (and hence gradient) is zero at every
     NaN output entry and is computed elsewhere with input NaNs replaced by zeros, so gradients of
     a NaN-ignoring loss (``jnp.nanmean``...) with respect to parameters stay finite.
 
-    Do not use it on functions that mix pixels (filters, resampling): there a NaN input can
-    legitimately influence a finite output and zeroing it would change the derivative.
+    Do not use it on functions that mix pixels (filters, resampling, percentiles): there a NaN
+    input can legitimately influence a finite output and zeroing it would change the derivative.
     """
 
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        call = functools.partial(fn, **kwargs)
+        dynamic, static = eqx.partition((args, kwargs), eqx.is_array)
+
+        def call(dyn: Any) -> Any:
+            a, kw = eqx.combine(dyn, static)
+            return fn(*a, **kw)
 
         @jax.custom_jvp
-        def inner(*xs: Any) -> Any:
-            return call(*xs)
+        def inner(dyn: Any) -> Any:
+            return call(dyn)
 
         @inner.defjvp
-        def inner_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
-            out = call(*primals)
-            safe = tuple(jax.tree_util.tree_map(_zero_nans, p) for p in primals)
-            _, t_out = jax.jvp(call, safe, tangents)
-            t_out = jax.tree_util.tree_map(
-                lambda o, t: (
-                    jnp.where(jnp.isnan(o), jnp.zeros((), t.dtype), t)
-                    if jnp.issubdtype(o.dtype, jnp.inexact)
-                    else t
-                ),
-                out,
-                t_out,
-            )
+        def inner_jvp(primals: tuple[Any], tangents: tuple[Any]) -> tuple[Any, Any]:
+            (dyn,), (t_dyn,) = primals, tangents
+            out = call(dyn)
+            _, t_out = jax.jvp(call, (jax.tree_util.tree_map(_zero_nans, dyn),), (t_dyn,))
+            t_out = jax.tree_util.tree_map(_zero_where_nan, out, t_out)
             return out, t_out
 
-        return inner(*args)
+        return inner(dynamic)
 
     return wrapped  # type: ignore[return-value]
+
+
+def _zero_where_nan(out: Any, tangent: Any) -> Any:
+    if jnp.issubdtype(jnp.result_type(out), jnp.inexact):
+        return jnp.where(jnp.isnan(out), jnp.zeros((), tangent.dtype), tangent)
+    return tangent

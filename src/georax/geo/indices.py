@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from georax.array.missing import nan_safe_grad
 from georax.core.carrier import values_of
 from georax.core.errors import ConfigError, GeoraxError
 from georax.core.operator import Operator, as_tuple, leaf, static
@@ -58,6 +59,7 @@ class MissingDependencyError(GeoraxError, ImportError):
 # ------------------------------------------------------------------------------------------------
 
 
+@nan_safe_grad
 def normalized_difference(
     a: Float[Array, "*batch H W"], b: Float[Array, "*batch H W"]
 ) -> Float[Array, "*batch H W"]:
@@ -66,6 +68,7 @@ def normalized_difference(
     return (a - b) / (a + b)
 
 
+@nan_safe_grad
 def evi(
     nir: Float[Array, "*batch H W"],
     red: Float[Array, "*batch H W"],
@@ -79,6 +82,7 @@ def evi(
     return g * (nir - red) / (nir + c1 * red - c2 * blue + l)
 
 
+@nan_safe_grad
 def savi(
     nir: Float[Array, "*batch H W"],
     red: Float[Array, "*batch H W"],
@@ -364,6 +368,7 @@ class SpectralIndex(Operator):
         check_bands(values_of(x), tuple(use_bands.values()), f"SpectralIndex({self.index!r})")
         formula = compile_formula(self.formula)
 
+        @nan_safe_grad  # a formula is pixelwise: missing pixels carry zero derivative
         def fn(v: Array) -> Array:
             v = _float(v)
             env: dict[str, Any] = {s: take_band(v, i) for s, i in use_bands.items()}

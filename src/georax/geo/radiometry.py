@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Num
 
+from georax.array.missing import nan_safe_grad
 from georax.array.reductions import nanpercentile
 from georax.core.carrier import map_values, values_of
 from georax.core.errors import ShapeError
@@ -67,6 +68,7 @@ def _float(x: ArrayLike) -> Array:
 # ------------------------------------------------------------------------------------------------
 
 
+@nan_safe_grad
 def scale_offset(
     x: Num[Array, "*batch band H W"], scale: ArrayLike, offset: ArrayLike
 ) -> Float[Array, "*batch band H W"]:
@@ -111,6 +113,7 @@ def dark_object_subtraction(
     return jnp.maximum(y, 0) if clip_negative else y
 
 
+@nan_safe_grad
 def sun_zenith_correction(
     x: Float[Array, "*batch band H W"],
     sun_zenith: ArrayLike,
@@ -133,6 +136,7 @@ def sun_zenith_correction(
     return (x - _per_band(path_reflectance, x.ndim)) / jnp.cos(sz)
 
 
+@nan_safe_grad
 def normalize(
     x: Float[Array, "*batch band H W"], mean: ArrayLike, std: ArrayLike
 ) -> Float[Array, "*batch band H W"]:

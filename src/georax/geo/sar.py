@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from georax.array.missing import nan_safe_grad
 from georax.core.carrier import map_values
 from georax.core.operator import Operator, static
 
@@ -47,6 +48,7 @@ BOUNDARY_MODES: dict[str, str] = {
 # --------------------------------------------------------------------------------------
 # Pure functions
 # --------------------------------------------------------------------------------------
+@nan_safe_grad
 def linear_to_db(
     x: Float[Array, "*shape"], *, amplitude: bool = False, floor_db: float | Array | None = None
 ) -> Float[Array, "*shape"]:
@@ -74,6 +76,7 @@ def linear_to_db(
     return db
 
 
+@nan_safe_grad
 def db_to_linear(x: Float[Array, "*shape"], *, amplitude: bool = False) -> Float[Array, "*shape"]:
     """Convert decibels back to linear: ``10**(x/10)`` (``10**(x/20)`` for amplitude).
 
