@@ -7,8 +7,9 @@ cotangent, but every pixelwise step before it multiplies that zero by a NaN part
 (``d(v * scale)/d scale = v = NaN``), and ``0 * NaN = NaN`` reaches every parameter.
 
 :func:`nan_safe_grad` fixes this at the function boundary: where the output is NaN the derivative
-is defined as zero, and the derivative elsewhere is taken at the input with NaNs replaced by zero
-(those entries cannot affect a non-NaN output of a pixelwise function). The forward pass is
+is defined as zero. Internally the derivative is evaluated with the inputs of those pixels
+replaced by finite stand-ins, so that no ``0 * NaN`` survives reverse mode; other pixels are
+untouched, which is exact for a pixelwise function. The forward pass is
 unchanged and costs nothing extra; only differentiated code pays for the masking.
 """
 
@@ -25,12 +26,6 @@ import jax.numpy as jnp
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _zero_nans(a: Any) -> Any:
-    if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.inexact):
-        return jnp.where(jnp.isnan(a), jnp.zeros((), a.dtype), a)
-    return a
-
-
 def nan_safe_grad(fn: F) -> F:
     """Make NaN (missing) outputs of a pixelwise function carry zero derivative.
 
@@ -42,8 +37,8 @@ def nan_safe_grad(fn: F) -> F:
       Python numbers, strings) is passed through as a constant.
 
     **Returns:** a function with identical values whose JVP (and hence gradient) is zero at every
-    NaN output entry and is computed elsewhere with input NaNs replaced by zeros, so gradients of
-    a NaN-ignoring loss (``jnp.nanmean``...) with respect to parameters stay finite.
+    NaN output entry, so gradients of a NaN-ignoring loss (``jnp.nanmean``...) with respect to
+    parameters stay finite. Elsewhere the derivative is the ordinary one.
 
     Do not use it on functions that mix pixels (filters, resampling, percentiles): there a NaN
     input can legitimately influence a finite output and zeroing it would change the derivative.
@@ -65,16 +60,41 @@ def nan_safe_grad(fn: F) -> F:
         def inner_jvp(primals: tuple[Any], tangents: tuple[Any]) -> tuple[Any, Any]:
             (dyn,), (t_dyn,) = primals, tangents
             out = call(dyn)
-            _, t_out = jax.jvp(call, (jax.tree_util.tree_map(_zero_nans, dyn),), (t_dyn,))
-            t_out = jax.tree_util.tree_map(_zero_where_nan, out, t_out)
-            return out, t_out
+            if not jnp.issubdtype(out.dtype, jnp.inexact):
+                return out, jax.jvp(call, (dyn,), (t_dyn,))[1]
+            missing = jnp.isnan(out)
+            safe = _substitute_missing(dyn, missing)
+            _, t_out = jax.jvp(call, (safe,), (t_dyn,))
+            return out, jnp.where(missing, jnp.zeros((), t_out.dtype), t_out)
 
         return inner(dynamic)
 
     return wrapped  # type: ignore[return-value]
 
 
-def _zero_where_nan(out: Any, tangent: Any) -> Any:
-    if jnp.issubdtype(jnp.result_type(out), jnp.inexact):
-        return jnp.where(jnp.isnan(out), jnp.zeros((), tangent.dtype), tangent)
-    return tangent
+def _substitute_missing(dyn: Any, missing: jax.Array) -> Any:
+    """Replace pixel-aligned inputs at missing output pixels by harmless, distinct values.
+
+    The derivative there is discarded, but reverse mode still multiplies the (zero) cotangent by
+    the Jacobian evaluated at these inputs, so it must be finite. The stand-ins lie in
+    ``[0.3, 1.3)`` (fine for logs and roots) and are golden-ratio fractions that differ per input
+    and per band, so sums and differences of them in a denominator are not zero. An input is
+    pixel-aligned when the output mask broadcasts to its shape (a band stack ``(..., B, H, W)``
+    for a ``(..., 1, H, W)`` index, or an equal shape); others (per-band scales, parameters) are
+    left alone.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(dyn)
+    out = []
+    for k, leaf in enumerate(leaves):
+        aligned = (
+            jnp.issubdtype(leaf.dtype, jnp.inexact)
+            and leaf.ndim >= missing.ndim
+            and jnp.broadcast_shapes(missing.shape, leaf.shape) == leaf.shape
+        )
+        if aligned:
+            bad = jnp.broadcast_to(missing, leaf.shape) | jnp.isnan(leaf)
+            band = jax.lax.broadcasted_iota(leaf.dtype, leaf.shape, max(leaf.ndim - 3, 0))
+            stand_in = 0.3 + jnp.mod((7 * k + 3 * band + 1) * 0.6180339887, 1.0)
+            leaf = jnp.where(bad, stand_in.astype(leaf.dtype), leaf)
+        out.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, out)
