@@ -72,6 +72,30 @@ def test_streaming_equals_in_memory(tmp_path: Path, patcher: Patcher, strip_rows
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out.tif"]  # no temp left
 
 
+def test_streamed_cog_has_average_overviews(tmp_path: Path) -> None:
+    from rio_cogeo.cogeo import cog_validate
+
+    from georax.patch.streaming import overview_factors
+
+    assert overview_factors((16384, 16384), 512) == [2, 4, 8, 16, 32]
+    assert overview_factors((300, 200), 64) == [2, 4, 8] and overview_factors((64, 64), 64) == []
+    x = np.random.default_rng(1).normal(size=(1, 300, 200)).astype(np.float32)
+    _write(tmp_path / "in.tif", x)
+    pw = Patchwise(Patcher.regular(32, 24, window="hann"), gx.Lambda(lambda c: 2 * c + 1), 4)
+    out = stream_patchwise(pw, tmp_path / "in.tif", tmp_path / "out.tif", blocksize=64)
+    valid, errors, _ = cog_validate(str(out))
+    assert valid, errors
+    with rasterio.open(out) as src:
+        assert src.overviews(1) == [2, 4, 8]
+        full = src.read(1)
+    with rasterio.open(out, overview_level=0) as ov:  # the first (2x) overview
+        half = ov.read(1)
+    # average resampling: each overview pixel is the mean of its 2 x 2 block
+    ref = full.reshape(150, 2, 100, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(half, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(full, 2 * x[0] + 1, rtol=1e-5, atol=1e-5)
+
+
 def test_streaming_refuses_unstreamable_patchers(tmp_path: Path) -> None:
     _write(tmp_path / "in.tif", np.zeros((1, 16, 16), np.float32))
     rnd = Patchwise(Patcher(Rectangular(8), RandomPositions(3)), gx.Identity())

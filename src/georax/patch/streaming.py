@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from georax.core.errors import ConfigError
@@ -76,6 +77,45 @@ def _read_rows(
     return out
 
 
+def overview_factors(shape: tuple[int, int], blocksize: int) -> list[int]:
+    """Overview decimation factors ``2, 4, ...`` until the largest overview side is
+    ``<= blocksize`` (the COG driver's ``OVERVIEWS=AUTO`` rule); empty for small rasters."""
+    out, f = [], 2
+    while max(shape) > blocksize * (f // 2):
+        out.append(f)
+        f *= 2
+    return out
+
+
+def _tiled_to_cog(tiled: str, dst: str, *, compress: str, blocksize: int) -> None:
+    """Turn the uncompressed tiled GeoTIFF written strip by strip into a COG at ``dst``.
+
+    The overviews (average resampling) are first built *inside* the tiled file by the GTiff
+    driver, level by level from the previous level, then GDAL's COG driver copies the file
+    block by block, reusing them (``OVERVIEWS=FORCE_USE_EXISTING``). Both steps hold only GDAL's
+    block cache. Why not let the COG driver build them (``OVERVIEWS=AUTO``): on a
+    4 x 16384 x 16384 float32 scene its temporary ``.ovr.tmp`` file grew past 20 GB (for ~1.4 GB
+    of overviews) and was still growing after three minutes.
+    """
+    with rasterio.open(tiled) as d:
+        factors = overview_factors((d.height, d.width), blocksize)
+    if factors:
+        with (
+            rasterio.Env(GDAL_TIFF_OVR_BLOCKSIZE=int(blocksize)),
+            rasterio.open(tiled, "r+") as d,
+        ):
+            d.build_overviews(factors, Resampling.average)
+    rasterio.shutil.copy(
+        tiled,
+        dst,
+        driver="COG",
+        compress=compress,
+        blocksize=blocksize,
+        BIGTIFF="IF_SAFER",
+        OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE",
+    )
+
+
 def stream_patchwise(
     op: Patchwise,
     src: PathLike,
@@ -95,8 +135,9 @@ def stream_patchwise(
     - `op`: the patchwise operator; its patcher must use a ``RegularStride`` sampler and a
       stitching aggregation (overlap-add, mean or max).
     - `src`: input GeoTIFF/COG path (read window by window).
-    - `dst`: output path; a COG when ``cog=True`` (written as a tiled GeoTIFF in strips, then
-      copied to COG layout by GDAL, which streams block by block), else a tiled GeoTIFF.
+    - `dst`: output path; a COG when ``cog=True`` (written as a tiled GeoTIFF in strips, its
+      average-resampled overviews built in place, then copied to COG layout by GDAL block by
+      block; see :func:`_tiled_to_cog`), else a tiled GeoTIFF.
     - `strip_rows`: approximate output rows per strip (rounded to whole strides); bounds memory.
     - `dtype`: the dtype the input is read as.
     - `compress`, `blocksize`: output creation options.
@@ -214,15 +255,7 @@ def stream_patchwise(
                 if dst_ds is not None:
                     dst_ds.close()
             if cog:
-                rasterio.shutil.copy(
-                    tiled,
-                    dst,
-                    driver="COG",
-                    compress=compress,
-                    blocksize=blocksize,
-                    BIGTIFF="IF_SAFER",
-                    OVERVIEWS="AUTO",
-                )
+                _tiled_to_cog(tiled, dst, compress=compress, blocksize=blocksize)
     finally:
         if cog and os.path.exists(tiled):
             os.remove(tiled)
