@@ -9,8 +9,8 @@ Two ways to run an operator chip by chip:
       Sequential([GridSampler(patcher), ApplyToChips(model, batch_size=8), Stitch()])
 
   :class:`GridSampler` turns a scene into a :class:`~georax.patch.Chips` carrier (chip stack +
-  positions + scene metadata), :class:`ApplyToChips` maps an operator over the stack with
-  ``jax.lax.map(..., batch_size=...)``, :class:`Stitch` puts it back. Between the steps the
+  positions + scene metadata), :class:`ApplyToChips` maps an operator over the stack in vmapped
+  batches, :class:`Stitch` puts it back. Between the steps the
   chips are an ordinary carrier: other operators can inspect or transform them (active learning
   scores them, ``Chips.transforms()`` gives each chip's georeferencing).
 
@@ -54,7 +54,10 @@ class Patchwise(Operator):
     - `patcher`: a :class:`Patcher` (geometry, sampler, window, aggregation, padding).
     - `operator`: any georax operator mapping a chip ``(*band, h, w)`` to ``(*band_out, h, w)``
       (a :class:`georax.ModelOp`, a Sequential of preprocessing + model, ...).
-    - `batch_size`: chips run together under ``vmap``; bounds peak memory.
+    - `batch_size`: chips run together under ``vmap``; bounds peak memory (one batch of the
+      operator's intermediates is alive at a time). 8 is a good default on CPU: on the
+      benchmark's conv net, 4 to 27 chips of 256 x 256 per batch run within a few percent of
+      each other, while memory grows linearly with the batch.
 
     **Returns** (when called): the stitched scene, array or GeoTensor like the input (same
     transform); for ``ByIndex`` aggregation, a :class:`Chips` of per-chip outputs.
@@ -101,8 +104,9 @@ class GridSampler(Operator):
 class ApplyToChips(Operator):
     """Map ``operator`` over every chip of a :class:`Chips`, ``batch_size`` chips at a time.
 
-    ``jax.lax.map(..., batch_size=...)``: a scan over batches, each batch vmapped, so memory is
-    bounded by one batch of the operator's intermediates. Chip positions and metadata are kept.
+    Batches run one after another, each vmapped (:func:`georax.patch.map_chips`: unrolled at
+    trace time, or ``jax.lax.map(..., batch_size=...)`` past ``MAX_UNROLLED_BATCHES``), so memory
+    is bounded by one batch of the operator's intermediates. Positions and metadata are kept.
 
     **Arguments:**
 
