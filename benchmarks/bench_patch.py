@@ -48,16 +48,6 @@ from georax.patch import (
 BANDS, SIZE, CHIP, STRIDE = 4, 2048, 256, 224
 
 
-def median_ms(fn: Callable[[], Any], runs: int) -> float:
-    fn()  # compile / warm up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
-
-
 def round_robin_ms(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
     """Median ms of each function, timed in interleaved rounds so that load from other
     processes on a shared machine hits every variant alike (ratios stay meaningful)."""
@@ -107,17 +97,17 @@ def numpy_patcher(x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.n
     return out / norm
 
 
-def monai_row(net: ConvNet, x: np.ndarray, runs: int) -> tuple[float, np.ndarray, np.ndarray] | str:
+def monai_runner(net: ConvNet, x: np.ndarray) -> Callable[[Any], Any] | str:
     """MONAI's ``sliding_window_inference`` on the same net, grid and window as ours.
 
     Same grid: MONAI's interval is ``int(roi * (1 - overlap)) = 224`` and its last window is
     flush with the edge, like our regular sampler; neither pads a scene larger than the chip.
     Same window: MONAI's Gaussian (``sigma_scale=0.125``, sampled at pixel centres) is ours,
     except that ``compute_importance_map`` clamps every weight below 1e-3 up to 1e-3; we pass our
-    window as ``roi_weight_map`` so both blend identically. Its default map is run once as well,
-    for the record of what the clamp changes.
+    window as ``roi_weight_map`` so both blend identically. Its default map (``run(None)``) is
+    run once as well, for the record of what the clamp changes.
 
-    **Returns:** ``(median ms, output with our window, output with MONAI's default map)``.
+    **Returns:** ``run(weight_map=ours) -> (1, 1, H, W) tensor``, or why MONAI is skipped.
     """
     try:
         import torch
@@ -147,8 +137,7 @@ def monai_row(net: ConvNet, x: np.ndarray, runs: int) -> tuple[float, np.ndarray
                 roi_weight_map=weight_map,
             )
 
-    ms = median_ms(run, runs)
-    return ms, run()[0].numpy(), run(None)[0].numpy()
+    return run
 
 
 GENERATE = textwrap.dedent(
@@ -279,15 +268,16 @@ def main() -> None:
         ("pointwise, GridSampler>Apply>Stitch", t_three, f"{t_three / t_un:.2f}x A"),
         ("pointwise, NumPy loop patcher", t_np, f"{t_np / t_un:.2f}x A"),
     ]  # fmt: skip
-    t = round_robin_ms(
-        {
-            "full": lambda: block(net_full(x)),
-            "hann": lambda: block(net_patched(x)),
-            "gauss": lambda: block(net_patched_g(x)),
-            "all": lambda: block(net_patched_all(x)),
-        },
-        runs,
-    )
+    monai = monai_runner(net, xn)
+    conv_runs = {
+        "full": lambda: block(net_full(x)),
+        "hann": lambda: block(net_patched(x)),
+        "gauss": lambda: block(net_patched_g(x)),
+        "all": lambda: block(net_patched_all(x)),
+    }
+    if not isinstance(monai, str):  # in the same interleaved rounds as ours
+        conv_runs["monai"] = monai
+    t = round_robin_ms(conv_runs, runs)
     t_net, t_net_p, t_net_g, t_net_all = t["full"], t["hann"], t["gauss"], t["all"]
     ref_b = t_net * redundancy
     rows += [
@@ -297,12 +287,11 @@ def main() -> None:
         ("conv net, Patchwise Gaussian (jit)", t_net_g, f"{t_net_g / ref_b:.2f}x B"),
         (f"conv net, Patchwise Hann, batch {n_chips}", t_net_all, f"{t_net_all / ref_b:.2f}x B"),
     ]  # fmt: skip
-    monai = monai_row(net, xn, runs)
     if isinstance(monai, str):
         rows.append(("conv net, MONAI sliding_window (torch)", "-", monai))
         agree = ""
     else:
-        t_m, y_m, y_m_default = monai
+        t_m, y_m, y_m_default = t["monai"], monai()[0].numpy(), monai(None)[0].numpy()
         ours = np.asarray(net_patched_g(x))
         full = np.asarray(net_full(x))
         interior = (slice(None), slice(8, -8), slice(8, -8))
