@@ -7,6 +7,7 @@ thing as three pipeline steps with a :class:`Chips` carrier between them. The pu
 (:func:`extract_patches`, :func:`stitch`, :func:`patchwise`) are what the operators call.
 """
 
+from georax.patch import sharding, streaming
 from georax.patch.aggregation import Aggregation, ByIndex, Max, Mean, OverlapAdd
 from georax.patch.chips import Chips
 from georax.patch.extract import extract_patches, pad_scene
@@ -14,11 +15,18 @@ from georax.patch.geometry import Rectangular, regular_starts
 from georax.patch.operators import ApplyToChips, GridSampler, Patchwise, Stitch
 from georax.patch.patcher import Patcher
 from georax.patch.samplers import ExplicitPositions, RandomPositions, RegularStride, Sampler
+from georax.patch.sharding import chip_mesh, sharded_patchwise
 from georax.patch.stitch import accumulate, map_chips, patchwise, stitch
+from georax.patch.streaming import stream_patchwise
 from georax.patch.window_ops import Boxcar, Gaussian, Hann, Triangular, Tukey, Window
 from georax.patch.windows import window_1d, window_2d
 
 __all__ = [
+    "chip_mesh",
+    "sharded_patchwise",
+    "sharding",
+    "stream_patchwise",
+    "streaming",
     "Aggregation",
     "ApplyToChips",
     "Boxcar",
