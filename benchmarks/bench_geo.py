@@ -69,10 +69,11 @@ def numpy_chain(dn: np.ndarray) -> np.ndarray:
     dark = np.nanpercentile(refl, 1, axis=(-2, -1), keepdims=True).astype(np.float32)
     refl = refl - dark
     red, nir = refl[2], refl[3]
-    ndvi = (nir - red) / (nir + red)
-    t = (ndvi - np.float32(-1)) / np.float32(2)
-    nan = np.isnan(t)
-    with np.errstate(invalid="ignore"):
+    # NDVI is +-inf / NaN where red + NIR crosses 0 after DOS; both chains map those the same way
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ndvi = (nir - red) / (nir + red)
+        t = (ndvi - np.float32(-1)) / np.float32(2)
+        nan = np.isnan(t)
         idx = np.clip(np.floor(np.nan_to_num(t) * 256), 0, 255).astype(np.intp)
     rgba = LUT[idx]
     rgba[nan] = 0
