@@ -153,3 +153,31 @@ def test_streaming_peak_memory_is_bounded_by_strip_not_scene(tmp_path: Path) -> 
     with rasterio.open(tmp_path / "out6144.tif") as src:
         row = src.read(1, window=rasterio.windows.Window(0, 6000, w, 1))
     assert np.allclose(row, 2 * (6000 // 256 * 256) + 1)
+
+
+@pytest.mark.parametrize("cog", [True, False])
+def test_failed_stream_leaves_old_output_intact_and_no_temp_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cog: bool
+) -> None:
+    """A read failing mid-stream must not leave a half-written raster under the final name."""
+    import georax.patch.streaming as streaming
+
+    x = np.random.default_rng(1).normal(size=(2, 120, 64)).astype(np.float32)
+    _write(tmp_path / "in.tif", x)
+    (tmp_path / "out.tif").write_bytes(b"previous good output")
+    real_read = streaming._read_rows
+    calls = {"n": 0}
+
+    def flaky_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("simulated network drop on the second strip")
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(streaming, "_read_rows", flaky_read)
+    pw = Patchwise(Patcher(Rectangular(16), RegularStride(16), Boxcar()), gx.Identity())
+    with pytest.raises(OSError, match="second strip"):
+        stream_patchwise(pw, tmp_path / "in.tif", tmp_path / "out.tif", strip_rows=32, cog=cog)
+    assert calls["n"] == 2  # it really failed mid-stream, after writing a strip
+    assert (tmp_path / "out.tif").read_bytes() == b"previous good output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out.tif"]

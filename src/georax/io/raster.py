@@ -465,8 +465,13 @@ def _check_writable(gt: GeoTensor, nodata: Any, path: str) -> tuple[np.ndarray, 
 
 
 @contextlib.contextmanager
-def _atomic_destination(path: str, overwrite: bool) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically."""
+def atomic_destination(path: str, overwrite: bool = True) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    Every georax raster writer goes through this, so a crash or an exception never leaves a
+    half-written file under the final name, and an existing file survives a failed write. On
+    failure the temporary file (and any GDAL ``.aux.xml`` side-car) is removed.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise RasterWriteError(f"{path}: directory {directory} does not exist")
@@ -522,7 +527,7 @@ def _write(
         "nodata": nodata,
         **{k: v for k, v in options.items() if v is not None},
     }
-    with _atomic_destination(p, overwrite) as tmp:
+    with atomic_destination(p, overwrite) as tmp:
         try:
             with rasterio.open(tmp, "w", **profile) as dst:
                 dst.write(arr)

@@ -35,6 +35,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from georax.core.errors import ConfigError
+from georax.io.raster import atomic_destination
 from georax.patch.operators import Patchwise, _chip_fn
 from georax.patch.samplers import RegularStride
 from georax.patch.stitch import grid_normaliser, patchwise_accumulate
@@ -199,9 +200,14 @@ def stream_patchwise(
         return np.asarray(compiled[cache_key](jnp.asarray(xs)))
 
     tmp_dir = tempfile.mkdtemp(prefix="georax-stream-", dir=os.path.dirname(os.path.abspath(dst)))
-    tiled = os.path.join(tmp_dir, "strips.tif") if cog else dst
     try:
-        with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)):
+        # Everything lands under a temporary name first: a crash mid-stream (a failed read, a
+        # full disk) never leaves a half-written raster at `dst` nor destroys the old one.
+        with (
+            atomic_destination(dst, overwrite=True) as staged,
+            rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)),
+        ):
+            tiled = os.path.join(tmp_dir, "strips.tif") if cog else staged
             carry: np.ndarray | None = None  # un-normalised rows [g0, ...) from the last group
             dst_ds = None
             try:
@@ -255,10 +261,11 @@ def stream_patchwise(
                 if dst_ds is not None:
                     dst_ds.close()
             if cog:
-                _tiled_to_cog(tiled, dst, compress=compress, blocksize=blocksize)
+                _tiled_to_cog(tiled, staged, compress=compress, blocksize=blocksize)
     finally:
-        if cog and os.path.exists(tiled):
-            os.remove(tiled)
+        strips = os.path.join(tmp_dir, "strips.tif")
+        if os.path.exists(strips):
+            os.remove(strips)
         if os.path.isdir(tmp_dir):
             os.rmdir(tmp_dir)
     return dst
