@@ -136,3 +136,29 @@ def test_bad_config() -> None:
 )
 def test_round_trip(op) -> None:
     assert_rebuilds(op)
+
+
+def test_per_band_parameter_length_mismatch_is_a_typed_error_naming_the_field() -> None:
+    import georax as gx
+    from georax.geo import radiometry
+
+    scene = gx.data.sentinel2_l1c(32)  # 7 bands: QA60 still attached
+    with pytest.raises(gx.errors.ShapeError, match=r"DNToReflectance\.scale has 6 per-band"):
+        radiometry.DNToReflectance(scale=jnp.full(6, 1e-4))(scene)
+    with pytest.raises(gx.errors.ShapeError, match="has no band axis"):
+        radiometry.Normalize(mean=jnp.zeros(3), std=jnp.ones(3))(jnp.ones((8, 8)))
+    out = radiometry.DNToReflectance(scale=jnp.full(7, 1e-4))(scene)  # the right length works
+    assert out.shape == (7, 32, 32)
+
+
+def test_sun_below_the_horizon_is_refused_or_masked() -> None:
+    from georax.geo import radiometry
+
+    with pytest.raises(ConfigError, match=r"TOAToBOA\.sun_zenith"):
+        radiometry.TOAToBOA(sun_zenith=95.0)
+    x = jnp.full((2, 2, 2), 0.2)
+    zen = jnp.array([[30.0, 90.0], [95.0, 0.0]])
+    out = np.asarray(radiometry.sun_zenith_correction(x, zen))
+    assert np.isnan(out[:, 0, 1]).all() and np.isnan(out[:, 1, 0]).all()
+    np.testing.assert_allclose(out[:, 1, 1], 0.2)
+    np.testing.assert_allclose(out[:, 0, 0], 0.2 / np.cos(np.deg2rad(30.0)), rtol=1e-6)

@@ -51,6 +51,27 @@ def _per_band(p: ArrayLike, ndim: int) -> Array:
     return p
 
 
+def _check_per_band(op: Operator, x: Any, *fields: str, n_bands: int | None = None) -> None:
+    """Refuse per-band parameters whose length does not match the input's band axis.
+
+    Checked at trace time (shapes are static), so a mismatch is a typed error naming the field
+    instead of a broadcasting ``TypeError`` from deep inside JAX, and a 1-D per-band parameter
+    never silently invents a band axis on an ``(H, W)`` input.
+    """
+    shape = jnp.shape(values_of(x))
+    for f in fields:
+        p = getattr(op, f)
+        if p is None or jnp.ndim(p) != 1:
+            continue
+        bands = n_bands if n_bands is not None else (shape[-3] if len(shape) >= 3 else None)
+        if bands != jnp.shape(p)[0]:
+            raise ShapeError(
+                f"{type(op).__name__}.{f} has {jnp.shape(p)[0]} per-band values but the input "
+                f"{'has ' + str(bands) + ' bands' if bands is not None else 'has no band axis'} "
+                f"(shape {shape}); drop or add bands first (e.g. MaskClouds drops the QA band)"
+            )
+
+
 def _optional_leaf(v: Any) -> Any:
     """Leaf converter that lets ``None`` through (``leaf()`` would turn it into an array)."""
     if v is None or isinstance(v, jax.Array | np.ndarray):
@@ -125,7 +146,8 @@ def sun_zenith_correction(
     The top-of-atmosphere signal scales with the cosine of the solar zenith angle; dividing by it
     normalises scenes taken at different sun heights, and subtracting a path reflectance removes
     the additive haze term. This is the cosine ("COST"-style) correction, not a radiative-transfer
-    model. ``sun_zenith`` may be a scalar, per-band, or a per-pixel ``(..., H, W)`` array.
+    model. ``sun_zenith`` may be a scalar, per-band, or a per-pixel ``(..., H, W)`` array; pixels
+    whose sun is at or below the horizon (zenith >= 90 degrees) come out NaN (missing).
     """
     x = _float(x)
     sz = jnp.asarray(sun_zenith, x.dtype)
@@ -133,7 +155,9 @@ def sun_zenith_correction(
     sz = sz[..., None, :, :] if sz.ndim >= 2 else _per_band(sz, x.ndim)
     if degrees:
         sz = jnp.deg2rad(sz)
-    return (x - _per_band(path_reflectance, x.ndim)) / jnp.cos(sz)
+    cos = jnp.cos(sz)
+    # sun at or below the horizon: no meaningful correction, the pixel becomes missing (NaN)
+    return jnp.where(cos > 0, (x - _per_band(path_reflectance, x.ndim)) / cos, jnp.nan)
 
 
 @nan_safe_grad
@@ -190,6 +214,7 @@ class ScaleOffset(Operator):
                 self.fail(f, "must be a scalar or a 1-D per-band array")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        _check_per_band(self, x, "scale", "offset")
         return map_values(lambda v: scale_offset(v, self.scale, self.offset), x)
 
 
@@ -281,11 +306,22 @@ class TOAToBOA(Operator):
     def __check_init__(self) -> None:
         if (self.sun_zenith_band is None) == (self.sun_zenith is None):
             self.fail("sun_zenith_band", "give exactly one of `sun_zenith_band` or `sun_zenith`")
+        if self.sun_zenith is not None:
+            limit = 90.0 if self.degrees else float(np.pi / 2)
+            try:
+                z = np.asarray(self.sun_zenith)
+            except jax.errors.TracerArrayConversionError:
+                return  # built inside a trace: sun_zenith_correction masks such pixels instead
+            if np.any(~(np.abs(z) < limit)):
+                self.fail("sun_zenith", f"must be below {limit:g} (sun above the horizon)")
         if self.sun_zenith_band is not None and not isinstance(self.sun_zenith_band, int):
             self.fail("sun_zenith_band", "must be an int band index")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if self.sun_zenith_band is None:
+            _check_per_band(self, x, "path_reflectance")
+            if jnp.ndim(self.sun_zenith) == 1:
+                _check_per_band(self, x, "sun_zenith")
             return map_values(
                 lambda v: sun_zenith_correction(
                     v, self.sun_zenith, self.path_reflectance, self.degrees
@@ -294,6 +330,7 @@ class TOAToBOA(Operator):
             )
         b = self.sun_zenith_band
         check_bands(values_of(x), (b,), type(self).__name__)
+        _check_per_band(self, x, "path_reflectance", n_bands=jnp.shape(values_of(x))[-3] - 1)
 
         def fn(v: Array) -> Array:
             return sun_zenith_correction(
@@ -349,4 +386,5 @@ class Normalize(Operator):
         return cls(mean=mean, std=jnp.where(std > 0, std, 1.0))
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        _check_per_band(self, x, "mean", "std")
         return map_values(lambda v: normalize(v, self.mean, self.std), x)
