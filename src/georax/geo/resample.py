@@ -41,7 +41,7 @@ import numpy as np
 from affine import Affine
 from jaxtyping import Array, Float
 
-from georax.core.errors import GeoraxError
+from georax.core.errors import ConfigError, GeoraxError, ShapeError
 
 __all__ = [
     "RESAMPLING_METHODS",
@@ -95,7 +95,8 @@ class Grid(NamedTuple):
         transform = tuple(float(t) for t in transform)
         shape = tuple(int(s) for s in shape)
         if len(transform) != 6 or len(shape) != 2:
-            raise ValueError(f"Grid needs 6 transform coefficients and (height, width): {value!r}")
+            problem = "needs 6 transform coefficients and (height, width)"
+            raise ConfigError("Grid", None, value, problem)
         return cls(str(crs), transform, shape)  # type: ignore[arg-type]
 
     @property
@@ -259,13 +260,14 @@ def resample(
     **Returns:** the values on ``dst``, shape ``(*batch, *dst.shape)``.
 
     **Raises:** :class:`NoOverlapError` if no target pixel centre is inside the source extent;
-    ``ValueError`` for an unknown method or a shape that does not match ``src``.
+    ``ConfigError`` for an unknown method, ``ShapeError`` for a shape that does not match ``src``
+    (both georax errors, and ``ValueError``).
     """
     if method not in RESAMPLING_METHODS:
-        raise ValueError(f"method={method!r}: must be one of {RESAMPLING_METHODS}")
+        raise ConfigError("resample", "method", method, f"must be one of {RESAMPLING_METHODS}")
     values = jnp.asarray(values)
     if tuple(values.shape[-2:]) != tuple(src.shape):
-        raise ValueError(f"values of shape {values.shape} do not match the source grid {src.shape}")
+        raise ShapeError(f"values of shape {values.shape} do not match the source grid {src.shape}")
     if not jnp.issubdtype(values.dtype, jnp.floating):
         values = values.astype(jnp.float32)
     if src.shape == dst.shape and src.transform == dst.transform and crs_equal(src.crs, dst.crs):

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from georax.core.errors import ShapeError
 from georax.core.operator import Operator, as_tuple, static
 
 
@@ -55,7 +56,7 @@ def regular_starts(length: int, chip: int, stride: int) -> np.ndarray:
     **Returns:** a sorted int64 array of unique starts.
     """
     if length < chip:
-        raise ValueError(f"axis length {length} is smaller than the chip size {chip}")
+        raise ShapeError(f"axis length {length} is smaller than the chip size {chip}")
     starts = list(range(0, length - chip + 1, stride))
     if starts[-1] + chip < length:
         starts.append(length - chip)

@@ -29,7 +29,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
-from georax.core.errors import ShapeError
+from georax.core.errors import ConfigError, ShapeError
 from georax.patch.extract import extract_patches
 
 STITCH_MODES = ("overlap_add", "mean", "max")
@@ -160,7 +160,7 @@ def _finish(
 
 def _check_mode(mode: str) -> None:
     if mode not in STITCH_MODES:
-        raise ValueError(f"unknown stitch mode {mode!r}; expected one of {STITCH_MODES}")
+        raise ConfigError("stitch", "mode", mode, f"expected one of {STITCH_MODES}")
 
 
 def stitch(

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import Float
 
+from georax.core.errors import ConfigError
+
 WINDOW_FLOOR = 1e-6
 """Smallest window weight, relative to the peak: keeps every weight strictly positive."""
 
@@ -89,7 +91,7 @@ def window_1d(name: str, n: int, param: float | None = None) -> Float[np.ndarray
     elif name == "gaussian":
         w = gaussian(n, 0.125 if param is None else float(param))
     else:
-        raise ValueError(f"unknown window {name!r}; expected one of {WINDOW_NAMES}")
+        raise ConfigError("window", "name", name, f"unknown window; expected one of {WINDOW_NAMES}")
     w = w / w.max()
     return np.maximum(w, WINDOW_FLOOR)
 
