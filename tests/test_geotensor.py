@@ -249,3 +249,13 @@ def test_grad_through_parameters_with_geotensor_input() -> None:
     g = eqx.filter_grad(lambda o: jnp.sum(o(gt).values))(op)
     # d/d gain of sum(gain * 1 * w) = 64 * w (16 pixels per band, w = 1)
     np.testing.assert_allclose(g.operators[0].gain, 64.0)
+
+
+def test_xy_refuses_an_unknown_offset() -> None:
+    from georax.core.errors import ConfigError
+
+    values = np.zeros((1, 4, 4), np.float32)
+    gt = gx.GeoTensor(values, Affine(10, 0, 100, 0, -10, 200), "EPSG:32630")
+    assert gt.xy(0, 0) == (105.0, 195.0) and gt.xy(0, 0, "ul") == (100.0, 200.0)
+    with pytest.raises(ConfigError, match="offset"):
+        gt.xy(0, 0, "centre")

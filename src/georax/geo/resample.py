@@ -250,6 +250,11 @@ def resample(
     containing its centre is NaN; otherwise bilinear weights are renormalised over the valid
     (non-NaN) source pixels, so a NaN never spreads into valid neighbours.
 
+    Values agree with ``rasterio.warp.reproject`` for same-CRS grids (anti-aliased when
+    downsampling, as GDAL does) and for cross-CRS targets at equal or finer resolution. Cross-CRS
+    *downsampling* uses plain bilinear interpolation without GDAL's widened kernel, so it aliases
+    where GDAL would average; resample in the source CRS first if that matters.
+
     **Arguments:**
 
     - `values`: floating array on ``src`` (last two axes ``src.shape``); NaN marks missing data.

@@ -18,7 +18,7 @@ import numpy as np
 from affine import Affine
 
 from georax.core.carrier import Carrier
-from georax.core.errors import GeoraxError, ShapeError
+from georax.core.errors import ConfigError, GeoraxError, ShapeError
 from georax.core.operator import static
 
 if TYPE_CHECKING:
@@ -298,6 +298,8 @@ class GeoTensor(Carrier):
 
     def xy(self, row: float, col: float, offset: str = "center") -> tuple[float, float]:
         """CRS coordinates of pixel ``(row, col)``: its centre, or ``"ul"`` corner."""
+        if offset not in ("center", "ul"):
+            raise ConfigError("GeoTensor.xy", "offset", offset, 'must be "center" or "ul"')
         d = 0.5 if offset == "center" else 0.0
         x, y = apply_transform(self.transform, col + d, row + d)
         return float(x), float(y)
