@@ -66,7 +66,7 @@ def main() -> None:
     t0 = time.perf_counter()
     scene = gd.sentinel2_l1c(n, seed=0)[:4]  # B02, B03, B04, B08
     gen_big = time.perf_counter() - t0
-    gt = scene.with_values(jnp.asarray(scene.values))
+    gt = scene.replace(values=jnp.asarray(scene.values))
     arr = np.asarray(gt.values)
 
     with tempfile.TemporaryDirectory() as tmp:

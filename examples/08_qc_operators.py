@@ -80,7 +80,7 @@ def main() -> None:
     )
 
     print("\n2) out-of-range DNs (a saturated stripe) -- warnings fire from compiled code:")
-    stripe = scene.with_values(scene.values.at[:6, 100:104, :].set(60_000))
+    stripe = scene.replace(values=scene.values.at[:6, 100:104, :].set(60_000))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         jax.block_until_ready(pipeline(stripe))

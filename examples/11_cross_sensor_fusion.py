@@ -44,8 +44,8 @@ import georax.io as gio
 from georax.geo.cloud import MaskClouds
 from georax.geo.fusion import AlignAndStack
 from georax.geo.radiometry import DNToReflectance
-from georax.geo.resample import grid_of
 from georax.geo.sar import LeeSpeckle, LinearToDB
+from georax.tensor import grid_of
 
 CLASSES = ("water", "urban", "vegetation", "bare soil")  # codes 0..3 of the sample world
 

@@ -19,15 +19,8 @@ from rasterio.warp import Resampling, reproject
 import georax as gx
 from georax.core.errors import ConfigError, GeoraxError, ShapeError
 from georax.geo.fusion import AlignAndStack, Resample, to_grid
-from georax.geo.resample import (
-    Grid,
-    MissingGeoreferenceError,
-    NoOverlapError,
-    crs_equal,
-    grid_of,
-    resample,
-    source_pixel_coordinates,
-)
+from georax.geo.resample import NoOverlapError, resample, source_pixel_coordinates
+from georax.tensor import Grid, MissingGeoreferenceError, crs_equal, grid_of
 
 SRC = Grid("EPSG:32630", (20.0, 0.0, 500000.0, 0.0, -20.0, 4500000.0), (48, 64))
 

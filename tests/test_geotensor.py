@@ -73,11 +73,11 @@ def test_rotated_transform_bounds_and_resolution() -> None:
         _ = gt.x_coords
 
 
-def test_with_values_keeps_georeferencing_and_drops_stale_names() -> None:
+def test_replace_values_keeps_georeferencing_and_drops_stale_names() -> None:
     gt = make()
-    same = gt.with_values(gt.values * 2)
+    same = gt.replace(values=gt.values * 2)
     assert same.band_names == NAMES and same.transform == T and same.fill_value == 0
-    fewer = gt.with_values(gt.values[:2])
+    fewer = gt.replace(values=gt.values[:2])
     assert fewer.band_names is None and fewer.transform == T and fewer.crs == gt.crs
 
 

@@ -177,7 +177,7 @@ def test_failed_write_leaves_destination_untouched(scene, tmp_path, monkeypatch)
 
     monkeypatch.setattr("georax.io.raster.os.replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
-        gio.write_cog(scene.with_values(scene.values // 2), dest)
+        gio.write_cog(scene.replace(values=scene.values // 2), dest)
     monkeypatch.undo()
     assert dest.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["out.tif"]  # no temporary left behind
@@ -223,7 +223,7 @@ def test_write_refusals(scene, tmp_path) -> None:
     with pytest.raises(RasterWriteError, match="does not exist"):
         gio.write(scene, tmp_path / "missing" / "a.tif")
     with pytest.raises(RasterDTypeError, match=r"cannot store dtype bool.*astype"):
-        gio.write(scene.with_values(scene.values > 5), tmp_path / "b.tif")
+        gio.write(scene.replace(values=scene.values > 5), tmp_path / "b.tif")
     with pytest.raises(RasterDTypeError, match="nodata -1"):
         gio.write_cog(scene, tmp_path / "c.tif", nodata=-1)
     with pytest.raises(ShapeError, match="band names"):

@@ -106,7 +106,7 @@ def test_stitch_with_other_aggregation_than_patcher() -> None:
     x = jax.random.normal(jax.random.key(5), (1, 20, 20))
     p = Patcher(Rectangular(8), RegularStride(4), Hann(), OverlapAdd())
     chips = GridSampler(p)(x)
-    shifted = chips.with_values(chips.values + jnp.arange(len(chips))[:, None, None, None])
+    shifted = chips.replace(values=chips.values + jnp.arange(len(chips))[:, None, None, None])
     mean = np.asarray(Stitch(Mean())(shifted))
     mx = np.asarray(Stitch(Max())(shifted))
     assert (mx >= mean - 1e-5).all() and (mx > mean + 0.1).any()

@@ -141,7 +141,7 @@ def test_mean_and_max_aggregations() -> None:
     # max really takes the maximum over overlapping chips: add the chip index to each chip
     p = Patcher(Rectangular(8), RegularStride(4), Boxcar(), Max())
     chips = GridSampler(p)(jnp.zeros((1, 16, 16)))
-    marked = chips.with_values(chips.values + jnp.arange(len(chips))[:, None, None, None])
+    marked = chips.replace(values=chips.values + jnp.arange(len(chips))[:, None, None, None])
     out = np.asarray(Stitch()(marked))[0]
     starts = regular_starts(16, 8, 4).tolist()
     expect = np.zeros((16, 16))

@@ -66,7 +66,8 @@ import numpy as np
 from affine import Affine
 
 from georax.core.errors import ConfigError
-from georax.tensor.geotensor import GeoTensor, apply_transform, crs_equal
+from georax.tensor.geotensor import GeoTensor, apply_transform
+from georax.tensor.grid import crs_equal
 
 __all__ = [
     "DEFAULT_CRS",

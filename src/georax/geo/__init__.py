@@ -10,17 +10,16 @@ classes that hold config and call them:
   ``SAVI`` and ``SpectralIndex`` (the Awesome Spectral Indices catalog via spyndex).
 - :mod:`~georax.geo.sar` -- ``LinearToDB``, ``DBToLinear``, ``LeeSpeckle``.
 - :mod:`~georax.geo.fusion` -- ``Resample``, ``AlignAndStack`` (explicit target grid); the pure
-  :mod:`~georax.geo.resample` holds ``Grid`` and ``resample`` (pyproj maps + jnp interpolation).
+  :mod:`~georax.geo.resample` holds ``resample`` (pyproj maps + jnp interpolation) onto a
+  :class:`georax.tensor.Grid`.
 - :mod:`~georax.geo.viz` -- ``Colormap``, ``TrueColor``, host-side PNG encoding.
 - :mod:`~georax.geo.augment` -- ``RandomFlip``, ``RandomRotate90``, ``RandomCrop`` (explicit keys).
 - :mod:`~georax.geo.qa` -- ``AssertCRSEquals``, ``AssertResolutionWithin``, ``AssertSchema``.
 """
 
 from georax.geo import augment, cloud, fusion, indices, qa, radiometry, resample, sar, viz
-from georax.geo.resample import Grid
 
 __all__ = [
-    "Grid",
     "augment",
     "cloud",
     "fusion",

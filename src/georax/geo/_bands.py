@@ -2,7 +2,7 @@
 
 georax rasters are bands-first, ``(..., band, H, W)``: the band axis is ``-3``. These helpers
 validate band indices with a typed error and carry band names through operators that change the
-band count (``GeoTensor.with_values`` drops names it cannot vouch for; here we know them).
+band count (``Carrier.replace`` drops names it cannot vouch for; here we know them).
 """
 
 from __future__ import annotations
@@ -71,11 +71,11 @@ def map_bands(
     new = tuple(new)
     if len(out.values.shape) < 3 or out.values.shape[BAND_AXIS] != len(new):
         return out
-    return type(out)(out.values, out.transform, out.crs, out.fill_value, new)
+    return out.replace(band_names=new)
 
 
 def with_fill_value(x: Any, fill: float | int | None) -> Any:
     """A carrier with its nodata ``fill_value`` replaced (plain arrays pass through)."""
     if isinstance(x, Carrier) and hasattr(x, "fill_value"):
-        return type(x)(x.values, x.transform, x.crs, fill, x.band_names)
+        return x.replace(fill_value=fill)
     return x

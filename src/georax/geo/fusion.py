@@ -23,20 +23,12 @@ import jax.numpy as jnp
 
 from georax.core.errors import ConfigError, ShapeError
 from georax.core.operator import Operator, as_tuple, static
-from georax.geo.resample import (
-    RESAMPLING_METHODS,
-    Grid,
-    MissingGeoreferenceError,
-    NoOverlapError,
-    grid_of,
-    resample,
-)
+from georax.geo.resample import RESAMPLING_METHODS, NoOverlapError, resample
 from georax.tensor.geotensor import GeoTensor
+from georax.tensor.grid import Grid, MissingGeoreferenceError, grid_of
 
 __all__ = [
     "AlignAndStack",
-    "Grid",
-    "MissingGeoreferenceError",
     "NoOverlapError",
     "Resample",
     "to_grid",

@@ -15,7 +15,8 @@ import jax
 
 from georax.array.qc import QCOperator
 from georax.core.operator import as_tuple, static
-from georax.tensor.geotensor import crs_equal, require_geotensor
+from georax.tensor.geotensor import require_geotensor
+from georax.tensor.grid import crs_equal
 
 __all__ = ["AssertCRSEquals", "AssertResolutionWithin", "AssertSchema"]
 

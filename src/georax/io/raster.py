@@ -51,9 +51,9 @@ from georax.tensor.geotensor import (
     BoundingBox,
     GeoTensor,
     apply_transform,
-    crs_equal,
     require_geotensor,
 )
+from georax.tensor.grid import crs_equal
 
 __all__ = ["RasterInfo", "info", "iter_blocks", "read", "write", "write_cog"]
 

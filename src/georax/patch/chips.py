@@ -9,7 +9,7 @@ passes through ``jit``/``vmap``/``grad``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -54,26 +54,7 @@ class Chips(Carrier):
     fill_value: float | int | None = static(default=None)
     band_names: tuple[str, ...] | None = static(default=None)
     geo: bool = static(default=False)
-
-    def with_values(self, values: Any) -> Chips:
-        """A copy holding ``values`` (band names dropped if the band count changed)."""
-        names = self.band_names
-        shape = jnp.shape(values)
-        if names is not None and (len(shape) < 4 or shape[-3] != len(names)):
-            names = None
-        return Chips(
-            values,
-            self.positions,
-            self.patcher,
-            self.scene_shape,
-            self.pads,
-            self.grid,
-            self.transform,
-            self.crs,
-            self.fill_value,
-            names,
-            self.geo,
-        )
+    band_axis_ndim: ClassVar[int] = 4
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

@@ -128,7 +128,7 @@ class ApplyToChips(Operator):
                 f"ApplyToChips expects Chips (from GridSampler), got {type(x).__name__}"
             )
         out = map_chips(_chip_fn(self.operator), x.values, batch_size=self.batch_size, key=key)
-        return x.with_values(out)
+        return x.replace(values=out)
 
 
 class Stitch(Operator):

@@ -254,7 +254,9 @@ class Patcher(Operator):
             from georax.patch.stitch import map_chips
 
             chips = self.extract(x, key=k_pos)
-            return chips.with_values(map_chips(fn, chips.values, batch_size=batch_size, key=k_fn))
+            return chips.replace(
+                values=map_chips(fn, chips.values, batch_size=batch_size, key=k_fn)
+            )
         v = values_of(x)
         scene = _scene_hw(v)
         pads = self.pads(scene)
@@ -273,7 +275,7 @@ class Patcher(Operator):
             key=k_fn,
         )
         out = self._crop(out, pads, scene)
-        return x.with_values(out) if isinstance(x, GeoTensor) else out
+        return x.replace(values=out) if isinstance(x, GeoTensor) else out
 
     @staticmethod
     def _crop(

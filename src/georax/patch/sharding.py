@@ -113,4 +113,4 @@ def sharded_patchwise(
         fill=p.aggregation.fill,
     )
     out = p._crop(out, pads, scene)
-    return x.with_values(out) if isinstance(x, GeoTensor) else out
+    return x.replace(values=out) if isinstance(x, GeoTensor) else out

@@ -6,18 +6,21 @@ from georax.tensor.geotensor import (
     GeoTensor,
     GeoTensorRequiredError,
     apply_transform,
-    crs_equal,
     require_geotensor,
     window_transform,
 )
+from georax.tensor.grid import Grid, MissingGeoreferenceError, crs_equal, grid_of
 
 __all__ = [
     "BoundingBox",
     "GeoTensor",
     "GeoTensorRequiredError",
+    "Grid",
+    "MissingGeoreferenceError",
     "apply_transform",
     "as_jax_array",
     "crs_equal",
+    "grid_of",
     "require_geotensor",
     "window_transform",
 ]

@@ -8,18 +8,17 @@ georeferencing survives slicing inside and outside ``jax.jit``.
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from affine import Affine
 
 from georax.core.carrier import Carrier
 from georax.core.errors import ConfigError, GeoraxError, ShapeError
 from georax.core.operator import static
+from georax.tensor.grid import Grid, crs_equal, grid_of
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -29,7 +28,6 @@ __all__ = [
     "GeoTensor",
     "GeoTensorRequiredError",
     "apply_transform",
-    "crs_equal",
     "require_geotensor",
     "window_transform",
 ]
@@ -74,33 +72,6 @@ def window_transform(
     t = transform
     x0, y0 = apply_transform(t, col_off, row_off)
     return Affine(t.a * col_step, t.b * row_step, x0, t.d * col_step, t.e * row_step, y0)
-
-
-@functools.lru_cache(maxsize=256)
-def _crs_equal_cached(a: str, b: str) -> bool:
-    from pyproj import CRS
-
-    return bool(CRS.from_user_input(a) == CRS.from_user_input(b))
-
-
-def crs_equal(a: Any, b: Any) -> bool:
-    """Whether two CRS descriptions denote the same CRS (``"EPSG:32630"`` equals its WKT).
-
-    ``None`` (unknown CRS) equals only ``None``. Parsing goes through pyproj and is cached, so
-    this is cheap to call at trace time.
-
-    **Arguments:**
-
-    - `a`, `b`: CRS strings (EPSG code, WKT, PROJ), pyproj/rasterio CRS objects, or None.
-
-    **Returns:** True when both are None or both parse to equal CRSs.
-    """
-    if a is None or b is None:
-        return a is None and b is None
-    sa, sb = str(a), str(b)
-    if sa == sb:
-        return True
-    return _crs_equal_cached(sa, sb)
 
 
 def require_geotensor(x: Any, who: str) -> GeoTensor:
@@ -165,6 +136,7 @@ class GeoTensor(Carrier):
     crs: str | None = static(default=None)
     fill_value: float | int | None = static(default=None)
     band_names: tuple[str, ...] | None = static(default=None)
+    band_axis_ndim: ClassVar[int] = 3
 
     def __init__(
         self,
@@ -198,35 +170,6 @@ class GeoTensor(Carrier):
                 f"GeoTensor band_names {self.band_names} do not match values shape {shape} "
                 "(one name per band on axis -3)"
             )
-
-    # ------------------------------------------------------------------ carrier protocol
-    def with_values(self, values: Any) -> GeoTensor:
-        """A copy holding ``values``; band names are dropped if the band count changed.
-
-        The new values must keep the grid (same last two axes): a pixel-moving operation has to
-        compute a new transform and build the GeoTensor itself.
-        """
-        names = self.band_names
-        shape = jnp.shape(values)
-        if names is not None and (len(shape) < 3 or shape[-3] != len(names)):
-            names = None
-        return GeoTensor(values, self.transform, self.crs, self.fill_value, names)
-
-    def replace(self, **changes: Any) -> GeoTensor:
-        """A copy with some of ``values``/``transform``/``crs``/``fill_value``/``band_names``
-        replaced (validated like the constructor)."""
-        fields = {
-            "values": self.values,
-            "transform": self.transform,
-            "crs": self.crs,
-            "fill_value": self.fill_value,
-            "band_names": self.band_names,
-        }
-        unknown = set(changes) - set(fields)
-        if unknown:
-            raise TypeError(f"GeoTensor.replace got unknown fields {sorted(unknown)}")
-        fields.update(changes)
-        return GeoTensor(**fields)
 
     # ------------------------------------------------------------------ array-like metadata
     @property
@@ -308,6 +251,14 @@ class GeoTensor(Carrier):
         """``(row, col)`` of the pixel containing CRS point ``(x, y)`` (may be off-grid)."""
         col, row = apply_transform(~self.transform, x, y)
         return math.floor(row), math.floor(col)
+
+    @property
+    def grid(self) -> Grid:
+        """This raster's :class:`~georax.tensor.Grid` (CRS, transform, ``(H, W)``).
+
+        **Raises:** :class:`~georax.tensor.MissingGeoreferenceError` without a CRS or transform.
+        """
+        return grid_of(self)
 
     def same_grid(self, other: GeoTensor) -> bool:
         """Whether ``other`` has the same transform, CRS and height/width (pixels align 1:1)."""
@@ -425,7 +376,7 @@ class GeoTensor(Carrier):
 
     def astype(self, dtype: Any) -> GeoTensor:
         """A copy with ``values`` cast to ``dtype`` (georeferencing kept)."""
-        return self.with_values(self.values.astype(dtype))
+        return self.replace(values=self.values.astype(dtype))
 
     def to_numpy(self) -> np.ndarray:
         """``values`` as a NumPy array (no copy on CPU where JAX allows it)."""
