@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -21,6 +21,9 @@ import numpy as np
 
 from georax.core.errors import ConfigError, GraphError, MissingKeyError
 from georax.core.registry import register
+
+if TYPE_CHECKING:
+    from georax.core.sandbox import Limits
 
 _DERIVED = "georax_derived"
 
@@ -198,6 +201,29 @@ class Operator(eqx.Module):
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement __call__")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Refuse, without tracing, a config whose cost is unbounded for an input of ``shape``.
+
+        The sandboxed loader calls this before it traces anything, because tracing time and
+        host allocations grow with config values (a window of 10**9 pixels pads a scene in a
+        Python loop; a chip of 8192**2 builds its window weights on the host). Override it in
+        operators whose config sizes, windows, margins, grids or loop counts scale their cost,
+        compare them with ``limits`` (``max_extent``, ``max_host_bytes``, ``max_trace_steps``)
+        and raise a georax error naming the field (:class:`~georax.errors.ShapeError` for an
+        impossible combination with the input, :class:`~georax.errors.BudgetExceededError`
+        for a cost over a limit). Containers call it on their children.
+
+        **Arguments:**
+
+        - `shape`: an upper bound on the shape of the input, bands-first ``(..., H, W)``.
+        - `limits`: the loader's :class:`~georax.core.sandbox.Limits`.
+
+        **Returns:** an upper bound on the output shape (default: ``shape``, for operators that
+        do not grow their input).
+        """
+        del limits
+        return shape
 
     def __hash__(self) -> int:
         # Structural hash when every field is hashable (pure-config operators); identity otherwise.

@@ -97,6 +97,13 @@ class Limits:
       before one is constructed).
     - `max_array_elements`: elements of one array written in the document (``_array_``) or
       promised by a params placeholder (``_param_``), checked before anything is allocated.
+    - `max_extent`: pixels along one axis that a config value may make an operator cover,
+      allocate or pad (windows, chip sizes, target grids), checked by
+      :meth:`georax.Operator.precheck` before anything is traced.
+    - `max_host_bytes`: host memory an operator may allocate from its config while it is built,
+      traced or compiled (window weights, coordinate grids, baked constants).
+    - `max_trace_steps`: operations an operator may unroll at trace time (batch loops, nested
+      patching, pad loops), so tracing time stays bounded whatever the config holds.
     """
 
     max_bytes: int = 16 * 2**20
@@ -105,6 +112,9 @@ class Limits:
     max_aliases: int = 10_000
     max_operators: int = 10_000
     max_array_elements: int = 2**28
+    max_extent: int = 2**20
+    max_host_bytes: int = 2**34
+    max_trace_steps: int = 1_000_000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -123,6 +133,9 @@ SANDBOX_LIMITS = Limits(
     max_aliases=64,
     max_operators=256,
     max_array_elements=65_536,
+    max_extent=2**16,
+    max_host_bytes=2**28,
+    max_trace_steps=10_000,
 )
 
 _CORE = "tag:yaml.org,2002:"
