@@ -164,6 +164,8 @@ def test_metrics_by_name_and_plain_functions() -> None:
     report = AB(a, b, metrics={"shift": mean_shift, "err": RMSE()}).run(inputs(2))
     assert report.metrics == ("shift", "err")
     assert AB(a, b, metrics=[mean_shift]).run(inputs(1)).metrics == ("mean_shift",)
+    with pytest.raises(DiffError, match="one number per input"):
+        AB(a, b, metrics={"diff": lambda x, y: y - x}).run(inputs(1))
     with pytest.raises(DiffError, match="unique"):
         AB(a, b, metrics=[RMSE(), RMSE()])
     with pytest.raises(DiffError, match="Operator"):

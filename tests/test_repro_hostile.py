@@ -81,7 +81,7 @@ def special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
         (special("inputs/dev", tarfile.CHRTYPE), "character device"),
         (special("inputs/blk", tarfile.BLKTYPE), "block device"),
         (special("inputs/fifo", tarfile.FIFOTYPE), "FIFO"),
-        (special("inputs", tarfile.DIRTYPE), "directory"),
+        (special("../outside", tarfile.DIRTYPE), "traversal"),
     ],
 )
 @pytest.mark.parametrize("position", ["first", "after_manifest"])
@@ -101,6 +101,40 @@ def test_hostile_members_are_refused(tmp_path: Path, entry, rule: str, position:
     assert not (tmp_path.parent / "escaped.txt").exists()
     assert not (tmp_path.parent.parent / "escaped.txt").exists()
     assert not Path("/tmp/georax-absolute-escape.txt").exists()
+
+
+def test_an_artifact_repacked_by_another_tool_still_verifies(tmp_path: Path) -> None:
+    """``tar -C dir -czf a.gxa .`` writes ``./`` names, directory entries, its own order."""
+    members = good_members(tmp_path)
+    shuffled = members[2:][::-1] + members[:2][::-1]  # manifest last: held members checked later
+    entries: list = [special(".", tarfile.DIRTYPE), special("./inputs/", tarfile.DIRTYPE)]
+    entries += [(f"./{n}", d) for n, d in shuffled]
+    art = load(build(tmp_path / "repacked.gxa", entries))
+    assert art.digest == sha256(members[0][1])
+    assert art.rerun().status == "bit-exact"
+    edited = [
+        e
+        if not (isinstance(e, tuple) and e[0].startswith("./inputs/"))
+        else (e[0], e[1][:-1] + bytes([e[1][-1] ^ 1]))
+        for e in entries
+    ]
+    with pytest.raises(ArtifactTamperedError) as err:
+        load(build(tmp_path / "edited.gxa", edited))
+    assert err.value.member.startswith("inputs/")
+
+
+def test_a_flipped_byte_anywhere_in_the_compressed_stream_is_refused(tmp_path: Path) -> None:
+    members = good_members(tmp_path)
+    path = build(tmp_path / "ok.gxa", members)
+    data = path.read_bytes()
+    # every byte from the end of the gzip header (10 bytes: magic, flags, mtime, xfl, os --
+    # not content) to the CRC-32 and size trailer
+    positions = np.linspace(10, len(data) - 1, 25).astype(int)
+    for i in positions:
+        bad = tmp_path / "flipped.gxa"
+        bad.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1 :])
+        with pytest.raises((ArtifactTamperedError, ArtifactFormatError, UnsafeArchiveError)):
+            load(bad)
 
 
 def test_a_duplicate_member_that_would_shadow_is_refused(tmp_path: Path) -> None:

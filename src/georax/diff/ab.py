@@ -44,6 +44,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from georax.array.metrics import RMSE, Metric
@@ -190,7 +191,13 @@ def _compare(
             )
         for name, metric in metrics:
             column = name if single else f"{name}[{key}]"
-            out[f"{len(out):06d}|{column}"] = metric(va, vb)
+            value = metric(va, vb)
+            if jnp.ndim(value) != 0:
+                raise DiffError(
+                    f"metric {name!r} returned shape {jnp.shape(value)} for output "
+                    f"{key or '<root>'!r}; a metric must return one number per input"
+                )
+            out[f"{len(out):06d}|{column}"] = value
     return out
 
 

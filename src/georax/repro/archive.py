@@ -14,15 +14,22 @@ limits enforced *while* bytes are decompressed, so nothing is trusted before it 
   (:attr:`ArchiveLimits.max_total_bytes`, and later the size the manifest declares), and past
   :attr:`ArchiveLimits.ratio_floor` bytes the decompressed/compressed ratio is capped too, so a
   compression bomb stops after a bounded amount of work and memory;
-- each member must be a regular file (links, hard links, devices, FIFOs, directories, sparse
-  files are refused by type), have a plain relative name (no absolute path, no ``..``, no empty
-  or dot components, a small character set) and a size within the limits; a name seen twice is
-  refused (tar lets a later member silently shadow an earlier one);
+- each member must be a regular file (links, hard links, devices, FIFOs, sparse files are
+  refused by type; directory entries, which tools such as ``tar -C dir .`` add, are skipped:
+  nothing is ever created from them), have a plain relative name (no absolute path, no ``..``,
+  no empty or dot components, a small character set; one leading ``./`` is tolerated) and a
+  size within the limits; a name seen twice is refused (tar lets a later member silently
+  shadow an earlier one);
 - member data is read in chunks into memory, never onto the file system under a name taken
   from the archive.
 
+- after the last member the stream is read to its end, so a compressed stream's own checksum
+  (gzip CRC-32, xz CRC) is verified too.
+
 Every refusal is an :class:`~georax.repro.errors.UnsafeArchiveError` naming the member and the
-rule; a truncated or corrupt stream is an :class:`~georax.repro.errors.ArtifactFormatError`.
+rule. A file that is not a tar at all is an :class:`~georax.repro.errors.ArtifactFormatError`;
+a stream that breaks after it started (corrupted, truncated) is an
+:class:`~georax.repro.errors.ArtifactTamperedError` naming the member being read.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Self
 
 from georax.io.raster import atomic_destination
-from georax.repro.errors import ArtifactFormatError, UnsafeArchiveError
+from georax.repro.errors import ArtifactFormatError, ArtifactTamperedError, UnsafeArchiveError
 
 __all__ = [
     "ARCHIVE_MTIME",
@@ -260,6 +267,16 @@ class _Limited(io.RawIOBase):
         return n
 
 
+def _normalise(name: str) -> str:
+    """A member name as written by common tools: one leading ``./`` and a trailing ``/`` dropped
+    (``tar -C dir -czf a.tar .`` writes ``./MANIFEST.json``). Anything else is checked as is."""
+    if name in (".", "./"):
+        return ""
+    if name.startswith("./"):
+        name = name[2:]
+    return name[:-1] if name.endswith("/") else name
+
+
 def _refuse_type(info: tarfile.TarInfo) -> None:
     if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
         return
@@ -364,41 +381,61 @@ class ArchiveReader:
         if self._tar is None:
             raise ArtifactFormatError("ArchiveReader must be used as a context manager")
         seen: set[str] = set()
+        current: str | None = None
         try:
             for info in self._tar:
+                name = _normalise(info.name)
+                if info.type == tarfile.DIRTYPE:  # inert: nothing is ever extracted
+                    if name:
+                        check_member_name(name)
+                    continue
                 _refuse_type(info)
-                check_member_name(info.name)
-                if info.name in seen:
-                    raise UnsafeArchiveError(info.name, "appears twice (a later copy would shadow)")
-                seen.add(info.name)
+                check_member_name(name)
+                if name in seen:
+                    raise UnsafeArchiveError(name, "appears twice (a later copy would shadow)")
+                seen.add(name)
                 if len(seen) > self.limits.max_members:
                     raise UnsafeArchiveError(
-                        info.name, f"more than ArchiveLimits.max_members={self.limits.max_members}"
+                        name, f"more than ArchiveLimits.max_members={self.limits.max_members}"
                     )
                 if info.size > self.limits.max_member_bytes:
                     raise UnsafeArchiveError(
-                        info.name,
+                        name,
                         f"{info.size} bytes exceeds ArchiveLimits.max_member_bytes="
                         f"{self.limits.max_member_bytes}",
                     )
                 if self.accept is not None:
-                    self.accept(info.name, info.size)
-                yield info.name, self._read(info)
+                    self.accept(name, info.size)
+                current = name
+                data = self._read(info, name)
+                current = None
+                yield name, data
+            current = "<end of archive>" if seen else None
+            self._drain()  # reach the end of the compressed stream: its checksum is verified
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
-            raise ArtifactFormatError(f"{self.path}: corrupt or truncated archive: {e}") from None
+            if current is None and not seen:
+                raise ArtifactFormatError(
+                    f"{self.path} is not a readable tar archive: {e}"
+                ) from None
+            raise ArtifactTamperedError(
+                current or "<archive stream>",
+                f"the archive stream is corrupt or truncated here ({type(e).__name__}: {e})",
+            ) from None
 
-    def _read(self, info: tarfile.TarInfo) -> bytes:
+    def _drain(self) -> None:
+        assert self._stream is not None
+        while self._stream.read(_CHUNK):
+            pass
+
+    def _read(self, info: tarfile.TarInfo, name: str) -> bytes:
         assert self._tar is not None
         f = self._tar.extractfile(info)
         if f is None:  # pragma: no cover - regular files always have data
-            raise ArtifactFormatError(f"{self.path}: member {info.name!r} has no data")
+            raise ArtifactTamperedError(name, "has no data")
         out = bytearray()
         while len(out) < info.size:
             chunk = f.read(min(_CHUNK, info.size - len(out)))
             if not chunk:
-                raise ArtifactFormatError(
-                    f"{self.path}: member {info.name!r} is truncated "
-                    f"({len(out)} of {info.size} bytes)"
-                )
+                raise ArtifactTamperedError(name, f"is truncated ({len(out)} of {info.size} bytes)")
             out += chunk
         return bytes(out)

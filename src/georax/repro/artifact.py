@@ -766,6 +766,84 @@ def _check_schema(doc: dict[str, Any]) -> None:
             )
 
 
+class _Verifier:
+    """Checks members against the manifest as they stream past.
+
+    The manifest (and its seal, ``MANIFEST.sha256``) comes first in archives written here, so
+    every later member is checked -- listed, of the recorded size -- before its data is read.
+    An archive re-packed by another tool may put them anywhere: members seen before the
+    manifest are held (within the archive limits) and checked as soon as it arrives.
+    """
+
+    def __init__(self, reader: ArchiveReader, expected_digest: str | None) -> None:
+        self.reader = reader
+        self.expected_digest = expected_digest
+        self.manifest_bytes: bytes | None = None
+        self.seal: bytes | None = None
+        self.manifest: dict[str, Any] | None = None
+        self.table: dict[str, dict[str, Any]] | None = None
+        self.pending: list[tuple[str, bytes]] = []
+        self.members: dict[str, bytes] = {}
+
+    def take(self, name: str, data: bytes) -> None:
+        if name == MANIFEST:
+            if len(data) > _MAX_MANIFEST_BYTES:
+                raise UnsafeArchiveError(MANIFEST, f"larger than {_MAX_MANIFEST_BYTES} bytes")
+            self.manifest_bytes = data
+        elif name == MANIFEST_DIGEST:
+            self.seal = data
+        elif self.table is None:
+            self.pending.append((name, data))
+        else:
+            self.check(name, data)
+        if self.table is None and self.manifest_bytes is not None and self.seal is not None:
+            self.open_manifest(self.manifest_bytes, self.seal)
+
+    def open_manifest(self, manifest_bytes: bytes, seal: bytes) -> None:
+        digest = _sha256(manifest_bytes)
+        recorded = seal.decode("ascii", "replace").split()
+        if recorded != [digest, MANIFEST]:
+            raise ArtifactTamperedError(
+                MANIFEST,
+                f"SHA-256 {digest} does not match {MANIFEST_DIGEST} "
+                f"({' '.join(recorded)[:80]!r}): one of the two was modified",
+            )
+        if self.expected_digest is not None and digest != self.expected_digest:
+            raise ArtifactTamperedError(
+                MANIFEST, f"artifact digest {digest} is not the expected {self.expected_digest}"
+            )
+        self.manifest = _parse_manifest(manifest_bytes)
+        table: dict[str, dict[str, Any]] = self.manifest["members"]
+        self.table = table
+        later = {n: r["bytes"] for n, r in table.items() if n not in dict(self.pending)}
+        self.reader.expect_total(sum(later.values()), len(later))
+        self.reader.accept = self.accept
+        for name, data in self.pending:
+            self.accept(name, len(data))
+            self.check(name, data)
+        self.pending.clear()
+
+    def accept(self, name: str, size: int) -> None:
+        assert self.table is not None
+        if name not in self.table:
+            raise ArtifactTamperedError(
+                name, "is not listed in the manifest (added after freezing)"
+            )
+        if size != self.table[name]["bytes"]:
+            raise ArtifactTamperedError(
+                name, f"has {size} bytes, the manifest records {self.table[name]['bytes']}"
+            )
+
+    def check(self, name: str, data: bytes) -> None:
+        assert self.table is not None
+        got = _sha256(data)
+        if got != self.table[name]["sha256"]:
+            raise ArtifactTamperedError(
+                name, f"SHA-256 {got} does not match the manifest's {self.table[name]['sha256']}"
+            )
+        self.members[name] = data
+
+
 def load(
     path: str | os.PathLike[str],
     *,
@@ -790,55 +868,16 @@ def load(
     :class:`UnsafeArchiveError`, :class:`ArtifactFormatError`, and the sandbox's
     ``UntrustedTargetError`` for an operator outside ``allowed``.
     """
-    members: dict[str, bytes] = {}
     with ArchiveReader(path, limits) as reader:
-        stream = iter(reader)
-        first = next(stream, None)
-        if first is None or first[0] != MANIFEST:
-            raise ArtifactFormatError(
-                f"{path} is not a georax artifact: its first member is "
-                f"{first[0] if first else 'missing'!r}, not {MANIFEST}"
-            )
-        manifest_bytes = first[1]
-        if len(manifest_bytes) > _MAX_MANIFEST_BYTES:
-            raise UnsafeArchiveError(MANIFEST, f"larger than {_MAX_MANIFEST_BYTES} bytes")
-        second = next(stream, None)
-        if second is None or second[0] != MANIFEST_DIGEST:
-            raise ArtifactTamperedError(MANIFEST_DIGEST, "is missing (it must follow the manifest)")
-        digest = _sha256(manifest_bytes)
-        recorded = second[1].decode("ascii", "replace").split()
-        if recorded != [digest, MANIFEST]:
-            raise ArtifactTamperedError(
-                MANIFEST,
-                f"SHA-256 {digest} does not match {MANIFEST_DIGEST} ({' '.join(recorded)[:80]!r}): "
-                "one of the two was modified",
-            )
-        if expected_digest is not None and digest != expected_digest:
-            raise ArtifactTamperedError(
-                MANIFEST, f"artifact digest {digest} is not the expected {expected_digest}"
-            )
-        manifest = _parse_manifest(manifest_bytes)
-        table: dict[str, dict[str, Any]] = manifest["members"]
-        reader.expect_total(sum(r["bytes"] for r in table.values()), len(table))
-
-        def accept(name: str, size: int) -> None:
-            if name not in table:
-                raise ArtifactTamperedError(
-                    name, "is not listed in the manifest (added after freezing)"
-                )
-            if size != table[name]["bytes"]:
-                raise ArtifactTamperedError(
-                    name, f"has {size} bytes, the manifest records {table[name]['bytes']}"
-                )
-
-        reader.accept = accept
-        for name, data in stream:
-            got = _sha256(data)
-            if got != table[name]["sha256"]:
-                raise ArtifactTamperedError(
-                    name, f"SHA-256 {got} does not match the manifest's {table[name]['sha256']}"
-                )
-            members[name] = data
+        verifier = _Verifier(reader, expected_digest)
+        for name, data in reader:
+            verifier.take(name, data)
+    manifest_bytes = verifier.manifest_bytes
+    if manifest_bytes is None:
+        raise ArtifactFormatError(f"{path} is not a georax artifact: it has no {MANIFEST}")
+    if verifier.manifest is None or verifier.table is None:
+        raise ArtifactTamperedError(MANIFEST_DIGEST, "is missing (it seals the manifest)")
+    manifest, table, members = verifier.manifest, verifier.table, verifier.members
     missing = sorted(set(table) - set(members))
     if missing:
         raise ArtifactTamperedError(
