@@ -164,6 +164,9 @@ def test_metrics_by_name_and_plain_functions() -> None:
     report = AB(a, b, metrics={"shift": mean_shift, "err": RMSE()}).run(inputs(2))
     assert report.metrics == ("shift", "err")
     assert AB(a, b, metrics=[mean_shift]).run(inputs(1)).metrics == ("mean_shift",)
+    assert AB(a, b, metric=MAE()).run(inputs(1)).metrics == ("mae",)  # the seed's spelling
+    with pytest.raises(DiffError, match="not both"):
+        AB(a, b, metrics=[RMSE()], metric=MAE())
     with pytest.raises(DiffError, match="one number per input"):
         AB(a, b, metrics={"diff": lambda x, y: y - x}).run(inputs(1))
     with pytest.raises(DiffError, match="unique"):

@@ -221,6 +221,7 @@ class AB:
       ``MaxAbsError()``, ``FractionChanged(atol)``, ``KLDivergence()``, ``ConfusionShift(n)``)
       or any ``f(a_out, b_out) -> scalar`` that traces under ``jax.jit``; a sequence (named by
       their ``name``) or a dict ``{name: metric}``. Default: RMSE.
+    - `metric`: one metric (the seed's ``AB(old, new, metric=RMSE())``); not with `metrics`.
     - `worst_n`: how many worst inputs the report lists per metric.
     """
 
@@ -230,6 +231,7 @@ class AB:
         b: Operator,
         metrics: Sequence[MetricLike] | Mapping[str, MetricLike] | None = None,
         *,
+        metric: MetricLike | None = None,
         worst_n: int = 5,
     ) -> None:
         for label, p in (("a", a), ("b", b)):
@@ -237,6 +239,10 @@ class AB:
                 raise DiffError(f"AB: {label} must be a georax Operator, got {type(p).__name__}")
         if not isinstance(worst_n, int) or isinstance(worst_n, bool) or worst_n < 1:
             raise DiffError(f"AB: worst_n={worst_n!r} must be an int >= 1")
+        if metric is not None:
+            if metrics is not None:
+                raise DiffError("AB: pass metrics=[...] or metric=..., not both")
+            metrics = [metric]
         if metrics is None:
             metrics = [RMSE()]
         if isinstance(metrics, Mapping):
