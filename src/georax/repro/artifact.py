@@ -175,12 +175,15 @@ def _run(pipeline: Operator, values: dict[str, Any], seed: int | None) -> list[t
 # Inputs
 # ------------------------------------------------------------------------------------------------
 def _read_bytes(path: Path, name: str, when: str) -> bytes:
+    """The bytes of an input file; unreadable is a :class:`ReproError` at freeze time and an
+    :class:`InputMismatchError` at rerun time (the recorded file is gone)."""
     try:
         return path.read_bytes()
     except OSError as e:
-        err = ReproError if when == "freeze" else InputMismatchError
-        msg = f"cannot read {path}: {e.strerror or e}"
-        raise (err(f"input {name!r}: {msg}") if err is ReproError else err(name, msg)) from None
+        problem = f"cannot read {path}: {e.strerror or e}"
+        if when == "rerun":
+            raise InputMismatchError(name, problem) from None
+        raise ReproError(f"input {name!r}: {problem}") from None
 
 
 def _decode_file(data: bytes, suffix: str, what: str) -> Any:
