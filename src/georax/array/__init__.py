@@ -3,6 +3,6 @@
 ``georax.array.qc`` holds the pass-through quality-control checks (the seeds' case 8).
 """
 
-from georax.array import qc
+from georax.array import metrics, qc
 
-__all__ = ["qc"]
+__all__ = ["metrics", "qc"]
