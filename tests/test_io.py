@@ -175,7 +175,7 @@ def test_failed_write_leaves_destination_untouched(scene, tmp_path, monkeypatch)
     def crash(src, dst):
         raise OSError("simulated crash before rename")
 
-    monkeypatch.setattr("georax.io.raster.os.replace", crash)
+    monkeypatch.setattr("georax.io.files.os.replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         gio.write_cog(scene.replace(values=scene.values // 2), dest)
     monkeypatch.undo()
@@ -224,8 +224,8 @@ def test_write_refusals(scene, tmp_path) -> None:
         gio.write(scene, tmp_path / "missing" / "a.tif")
     with pytest.raises(RasterDTypeError, match=r"cannot store dtype bool.*astype"):
         gio.write(scene.replace(values=scene.values > 5), tmp_path / "b.tif")
-    with pytest.raises(RasterDTypeError, match="nodata -1"):
-        gio.write_cog(scene, tmp_path / "c.tif", nodata=-1)
+    with pytest.raises(RasterDTypeError, match=r"fill_value \(nodata\) -1"):
+        gio.write_cog(scene, tmp_path / "c.tif", fill_value=-1)
     with pytest.raises(ShapeError, match="band names"):
         gio.write(scene, tmp_path / "d.tif", band_names=["x"])
     with pytest.raises(GeoTensorRequiredError):
