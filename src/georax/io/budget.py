@@ -55,13 +55,15 @@ _context_budget: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 
 def _as_budget(value: Any, who: str) -> int:
     """A positive byte count from an int or a size string, or a ConfigError naming `who`."""
+    problem = "must be a positive byte count or a size like '2GiB'"
     if isinstance(value, bool) or not isinstance(value, int | float | str | np.integer):
-        raise ConfigError(who, "max_bytes", value, "must be a byte count or a size like '2GiB'")
-    if isinstance(value, float | int | np.integer) and not math.isfinite(float(value)):
-        raise ConfigError(who, "max_bytes", value, "must be finite")
-    n = parse_bytes(int(value) if isinstance(value, np.integer) else value)
+        raise ConfigError(who, "max_bytes", value, problem)
+    try:
+        n = parse_bytes(int(value) if isinstance(value, np.integer) else value)
+    except ConfigError:
+        raise ConfigError(who, "max_bytes", value, problem) from None
     if n <= 0:
-        raise ConfigError(who, "max_bytes", value, "must be > 0")
+        raise ConfigError(who, "max_bytes", value, problem)
     return n
 
 

@@ -173,18 +173,18 @@ def from_xarray(
     **Arguments:**
 
     - `da`: the DataArray. Lazy (e.g. ``rioxarray.open_rasterio``) and Dask-backed arrays are
-      computed, after their size is checked against the read budget
-      (:mod:`georax.io.budget`): converting one is reading a file.
+      computed. Its size counts against the read budget (:mod:`georax.io.budget`), checked
+      before its data is touched: converting a lazy DataArray is reading a file.
     - `copy`: force a copy of the pixels. With ``False`` (default) an aligned, contiguous NumPy
       buffer is adopted without copying: do not modify ``da`` in place afterwards.
-    - `max_bytes`: the read budget for a lazy array, as in :func:`georax.io.read`.
+    - `max_bytes`: the read budget, as in :func:`georax.io.read`.
 
     **Returns:** a :class:`~georax.GeoTensor`.
 
     **Raises:** :class:`~georax.errors.ShapeError` when the spatial dims are missing or not
     last, :class:`~georax.errors.DataError` for irregular, non-numeric or non-finite
     coordinates or a malformed ``GeoTransform``, :class:`~georax.io.errors.CRSMismatchError`
-    for an unparsable CRS, :class:`~georax.io.errors.ReadBudgetExceededError` for a lazy array
+    for an unparsable CRS, :class:`~georax.io.errors.ReadBudgetExceededError` for an array
     over the read budget, :class:`~georax.errors.ConfigError` for non-numeric pixels.
     """
     if not isinstance(da, xr.DataArray):
@@ -235,9 +235,9 @@ def from_xarray(
             break
     if isinstance(fill, np.generic):
         fill = fill.item()
-    if not isinstance(da.data, np.ndarray):  # lazy: materialising it reads the file
-        source = str(da.encoding.get("source", f"DataArray {da.name!r}"))
-        budget = max_read_bytes(max_bytes, "georax.io.from_xarray")
-        check_read_bytes(source, da.shape, da.dtype, budget, what="materialising the DataArray")
+    # Priced before `da.data` is touched: on a lazy DataArray that access reads the file.
+    source = str(da.encoding.get("source", f"DataArray {da.name!r}"))
+    budget = max_read_bytes(max_bytes, "georax.io.from_xarray")
+    check_read_bytes(source, da.shape, da.dtype, budget, what="the DataArray's pixels")
     data = np.asarray(da.data)
     return GeoTensor(as_jax_array(data, copy=copy), transform, crs, fill, band_names)
