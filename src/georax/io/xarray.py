@@ -189,6 +189,21 @@ def from_xarray(
     """
     if not isinstance(da, xr.DataArray):
         raise ShapeError(f"from_xarray needs an xarray.DataArray, got {type(da).__name__}")
+    ydim, xdim = _spatial_dims(da)
+    transform = _transform_of(da, xdim, ydim)
+    crs = _find_crs(da)
+    band_names = _band_names_of(da)
+    fill = _fill_value_of(da)
+    # Priced before `da.data` is touched: on a lazy DataArray that access reads the file.
+    source = str(da.encoding.get("source", f"DataArray {da.name!r}"))
+    budget = max_read_bytes(max_bytes, "georax.io.from_xarray")
+    check_read_bytes(source, da.shape, da.dtype, budget, what="the DataArray's pixels")
+    data = np.asarray(da.data)
+    return GeoTensor(as_jax_array(data, copy=copy), transform, crs, fill, band_names)
+
+
+def _spatial_dims(da: xr.DataArray) -> tuple[str, str]:
+    """``(ydim, xdim)``: ``y``/``x`` (or ``lat``/``lon``), which must be the last two dims."""
     dims = tuple(str(d) for d in da.dims)
     ydim = "y" if "y" in dims else "lat" if "lat" in dims else None
     xdim = "x" if "x" in dims else "lon" if "lon" in dims else None
@@ -199,45 +214,43 @@ def from_xarray(
             f"from_xarray: the last two dims must be ({ydim!r}, {xdim!r}), got {dims}; "
             f"transpose first: da.transpose(..., {ydim!r}, {xdim!r})"
         )
+    return ydim, xdim
+
+
+def _transform_of(da: xr.DataArray, xdim: str, ydim: str) -> Affine:
+    """The grid mapping's ``GeoTransform`` (re-anchored on the coordinates), else the coords'."""
     gm = da.coords.get(da.encoding.get("grid_mapping", _GRID_MAPPING))
     geotransform = gm.attrs.get("GeoTransform") if gm is not None else None
-    if geotransform is not None:
-        transform = _geotransform(geotransform)
-        a, b, d, e = transform.a, transform.b, transform.d, transform.e
-        # A subset (isel) of a DataArray keeps the parent's GeoTransform: re-anchor on coords.
-        if b == 0 and d == 0 and da.sizes[xdim] >= 1 and da.sizes[ydim] >= 1:
-            x0 = float(_coords(da, xdim)[0]) - a / 2
-            y0 = float(_coords(da, ydim)[0]) - e / 2
-            transform = Affine(a, 0.0, x0, 0.0, e, y0)
-    else:
-        transform = _transform_from_coords(da, xdim, ydim)
-    crs = _find_crs(da)
+    if geotransform is None:
+        return _transform_from_coords(da, xdim, ydim)
+    transform = _geotransform(geotransform)
+    a, b, d, e = transform.a, transform.b, transform.d, transform.e
+    # A subset (isel) of a DataArray keeps the parent's GeoTransform: re-anchor on coords.
+    if b == 0 and d == 0 and da.sizes[xdim] >= 1 and da.sizes[ydim] >= 1:
+        x0 = float(_coords(da, xdim)[0]) - a / 2
+        y0 = float(_coords(da, ydim)[0]) - e / 2
+        transform = Affine(a, 0.0, x0, 0.0, e, y0)
+    return transform
 
+
+def _band_names_of(da: xr.DataArray) -> tuple[str, ...] | None:
+    """From a ``long_name`` list/tuple of the band count, or a string band coordinate."""
+    if da.ndim < 3:
+        return None
+    band_dim = da.dims[-3]
     names = da.attrs.get("long_name")
-    band_dim = dims[-3] if len(dims) >= 3 else None
-    if (
-        isinstance(names, list | tuple)
-        and band_dim is not None
-        and len(names) == da.sizes[band_dim]
-    ):
-        band_names: tuple[str, ...] | None = tuple(str(n) for n in names)
-    elif band_dim is not None and band_dim in da.coords and da[band_dim].dtype.kind in "UO":
-        band_names = tuple(str(v) for v in da[band_dim].values)
-    else:
-        band_names = None
-    fill = None
+    if isinstance(names, list | tuple) and len(names) == da.sizes[band_dim]:
+        return tuple(str(n) for n in names)
+    if band_dim in da.coords and da[band_dim].dtype.kind in "UO":
+        return tuple(str(v) for v in da[band_dim].values)
+    return None
+
+
+def _fill_value_of(da: xr.DataArray) -> Any:
+    """``_FillValue`` or ``nodata``, from the attributes first, then the encoding."""
     for source in (da.attrs, da.encoding):
         for key in ("_FillValue", "nodata"):
-            if key in source and source[key] is not None:
+            if source.get(key) is not None:
                 fill = source[key]
-                break
-        if fill is not None:
-            break
-    if isinstance(fill, np.generic):
-        fill = fill.item()
-    # Priced before `da.data` is touched: on a lazy DataArray that access reads the file.
-    source = str(da.encoding.get("source", f"DataArray {da.name!r}"))
-    budget = max_read_bytes(max_bytes, "georax.io.from_xarray")
-    check_read_bytes(source, da.shape, da.dtype, budget, what="the DataArray's pixels")
-    data = np.asarray(da.data)
-    return GeoTensor(as_jax_array(data, copy=copy), transform, crs, fill, band_names)
+                return fill.item() if isinstance(fill, np.generic) else fill
+    return None
