@@ -174,7 +174,7 @@ def _holder_is_alive(lock_path: str) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError:  # held by a live writer (or no locks on this file system: keep its files)
         return True
     finally:
         os.close(fd)  # releases our probe lock, if we got it
@@ -307,7 +307,9 @@ def atomic_destination(
     tmp = stem + ".tmp"
     try:
         if fcntl is not None:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Without locks on this file system the probe fails too and nothing is cleaned.
+            with contextlib.suppress(OSError):
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield tmp
         try:
             _commit(tmp, p, directory, durable)

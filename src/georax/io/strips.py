@@ -24,11 +24,12 @@ import numpy as np
 import rasterio
 import rasterio.errors
 import rasterio.shutil
+from rasterio.dtypes import check_dtype
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from georax.core.errors import GeoraxError, ShapeError
-from georax.io.errors import RasterWriteError
+from georax.io.errors import RasterDTypeError, RasterWriteError
 from georax.io.files import PathLike, as_path, atomic_destination
 from georax.io.raster import check_creation_options, value_fits
 
@@ -127,6 +128,8 @@ class StripWriter:
         self._rows.append((r0, r1))
 
     def _open(self, count: int, dtype: np.dtype) -> None:
+        if not check_dtype(dtype.name):
+            raise RasterDTypeError(f"{self.path}: GDAL rasters cannot store dtype {dtype}")
         fill_value = self.profile.get("nodata")
         if fill_value is not None and not value_fits(fill_value, dtype):
             raise RasterWriteError(f"{self.path}: fill_value {fill_value!r} does not fit {dtype}")
