@@ -154,8 +154,8 @@ def main() -> None:
         # ---------------------------------------------------------------- xarray interop
         loaded = rioxarray.open_rasterio(ref_path).load()
         copy_ref = median_time(lambda: jnp.array(arr, copy=True), repeats=reps)
-        to_t = median_time(lambda: gt.to_xarray(), repeats=reps)
-        da = gt.to_xarray()
+        to_t = median_time(lambda: gio.to_xarray(gt), repeats=reps)
+        da = gio.to_xarray(gt)
         back_t = median_time(lambda: gio.from_xarray(da).values, repeats=reps)
         rio_t = median_time(lambda: gio.from_xarray(loaded).values, repeats=reps)
         rio_copy_t = median_time(lambda: gio.from_xarray(loaded, copy=True).values, repeats=reps)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pyproj import CRS
 
 import georax as gx
-from georax.errors import ShapeError
+from georax.errors import ConfigError, DataError, ShapeError
 from georax.tensor import (
     BoundingBox,
     GeoTensorRequiredError,
@@ -259,3 +259,113 @@ def test_xy_refuses_an_unknown_offset() -> None:
     assert gt.xy(0, 0) == (105.0, 195.0) and gt.xy(0, 0, "ul") == (100.0, 200.0)
     with pytest.raises(ConfigError, match="offset"):
         gt.xy(0, 0, "centre")
+
+
+# ----------------------------------------------------------------------------- hostile input
+def test_array_protocol_honours_copy() -> None:
+    gt = make()
+    view = np.asarray(gt)
+    assert np.shares_memory(view, np.asarray(gt.values)) and not view.flags.writeable
+    copied = np.array(gt, copy=True)
+    assert not np.shares_memory(copied, view) and copied.flags.writeable
+    copied[0, 0, 0] = -1.0  # writing the copy leaves the GeoTensor alone
+    assert float(gt.values[0, 0, 0]) == 0.0
+    same = np.array(gt, copy=False)
+    assert np.shares_memory(same, view)
+    with pytest.raises(DataError, match="needs a copy") as e:
+        np.array(gt, dtype=np.float64, copy=False)
+    assert isinstance(e.value, ValueError)  # what NumPy's protocol expects
+    assert np.array(gt, dtype=np.float64).dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"values": np.array([["a", "b"]])}, "values"),
+        ({"values": np.array([[object(), 1]])}, "values"),
+        ({"values": None}, "values"),
+        ({"transform": "abc"}, "transform"),
+        ({"transform": (1, 2)}, "transform"),
+        ({"transform": None}, "transform"),
+        ({"transform": Affine(float("nan"), 0, 0, 0, -1, 0)}, "transform"),
+        ({"transform": Affine(10, 0, 0, 0, float("inf"), 0)}, "transform"),
+        ({"transform": Affine(0, 0, 0, 0, 0, 0)}, "transform"),
+        ({"crs": 4326}, "crs"),
+        ({"crs": {"init": "epsg:4326"}}, "crs"),
+        ({"fill_value": "x"}, "fill_value"),
+        ({"fill_value": np.array([1, 2])}, "fill_value"),
+        ({"fill_value": True}, "fill_value"),
+        ({"band_names": "ab"}, "band_names"),
+        ({"band_names": 3}, "band_names"),
+        ({"band_names": [1, 2]}, "band_names"),
+    ],
+)
+def test_constructor_refuses_bad_fields_by_name(kwargs, field) -> None:
+    args = {"values": np.zeros((2, 3, 3), np.float32), "transform": T, **kwargs}
+    with pytest.raises(ConfigError, match=rf"GeoTensor\.{field}"):
+        gx.GeoTensor(**args)
+
+
+def test_constructor_normalises_scalar_fill_values() -> None:
+    for fill in (np.float32(1.5), np.array(1.5), jnp.asarray(1.5)):
+        gt = gx.GeoTensor(np.zeros((2, 2), np.float32), T, fill_value=fill)
+        assert gt.fill_value == 1.5 and type(gt.fill_value) is float
+
+    @jax.jit
+    def traced(v):
+        return gx.GeoTensor(v, T, fill_value=v[0, 0]).values
+
+    with pytest.raises(ConfigError, match="concrete number"):
+        traced(jnp.zeros((2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("index", "match"),
+    [
+        (5, r"index \[5\] out of range for size 4"),
+        (-5, r"index \[-5\] out of range"),
+        ([0, 7], r"index \[7\] out of range"),
+        (np.array([1, 4]), r"index \[4\] out of range"),
+        (0.5, "cannot index with 0.5"),
+        (True, "boolean index"),
+        ((slice(None), slice(0.5, 2)), "needs integer bounds"),
+    ],
+)
+def test_indexing_refuses_what_jax_would_clamp_or_misread(index, match) -> None:
+    with pytest.raises(ShapeError, match=match):
+        make()[index]
+
+
+def test_crop_select_astype_index_xy_refuse_bad_arguments() -> None:
+    gt = make()
+    with pytest.raises(ConfigError, match=r"crop\.row_off"):
+        gt.crop(0.5, 0, 2, 2)
+    with pytest.raises(ConfigError, match=r"crop\.width"):
+        gt.crop(0, 0, 2, "2")
+    for bounds, match in [
+        ((0, 0, 10), r"\(left, bottom, right, top\)"),
+        ((400_000, float("nan"), 400_100, 4_600_000), "finite"),
+        ((400_000, 4_599_900, float("inf"), 4_600_000), "finite"),
+        ((400_100, 4_599_900, 400_000, 4_600_000), "reversed"),
+        ((-1e308, -1e308, 1e308, 1e308), None),  # huge but finite: clipped, not overflowed
+    ]:
+        if match is None:
+            assert gt.crop_bounds(bounds).shape == gt.shape
+        else:
+            with pytest.raises(ShapeError, match=match):
+                gt.crop_bounds(bounds)
+    assert gt.select_bands("B04").band_names == ("B04",)
+    assert gt.select_bands(2).shape == (1, 32, 48)
+    with pytest.raises(ShapeError, match="out of range"):
+        gt.select_bands([9])
+    for dtype in ("float99", object, str):
+        with pytest.raises(ConfigError, match=r"astype\.dtype"):
+            gt.astype(dtype)
+    with pytest.raises(DataError, match="not a finite coordinate"):
+        gt.index(float("nan"), 0.0)
+    with pytest.raises(ConfigError, match=r"xy\.row"):
+        gt.xy("a", 0)
+    with pytest.raises(GeoTensorRequiredError):
+        gt.same_grid(np.zeros((32, 48)))  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="'bogus' is not a CRS"):
+        crs_equal("bogus", "EPSG:4326")

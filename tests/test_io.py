@@ -175,7 +175,7 @@ def test_failed_write_leaves_destination_untouched(scene, tmp_path, monkeypatch)
     def crash(src, dst):
         raise OSError("simulated crash before rename")
 
-    monkeypatch.setattr("georax.io.raster.os.replace", crash)
+    monkeypatch.setattr("georax.io.files.os.replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         gio.write_cog(scene.replace(values=scene.values // 2), dest)
     monkeypatch.undo()
@@ -224,8 +224,8 @@ def test_write_refusals(scene, tmp_path) -> None:
         gio.write(scene, tmp_path / "missing" / "a.tif")
     with pytest.raises(RasterDTypeError, match=r"cannot store dtype bool.*astype"):
         gio.write(scene.replace(values=scene.values > 5), tmp_path / "b.tif")
-    with pytest.raises(RasterDTypeError, match="nodata -1"):
-        gio.write_cog(scene, tmp_path / "c.tif", nodata=-1)
+    with pytest.raises(RasterDTypeError, match=r"fill_value \(nodata\) -1"):
+        gio.write_cog(scene, tmp_path / "c.tif", fill_value=-1)
     with pytest.raises(ShapeError, match="band names"):
         gio.write(scene, tmp_path / "d.tif", band_names=["x"])
     with pytest.raises(GeoTensorRequiredError):
@@ -293,3 +293,72 @@ def test_wrong_dtype_request(cog) -> None:
     assert f.dtype == np.float32
     with pytest.raises(RasterDTypeError, match="fill value -5 does not fit"):
         gio.read(cog, window=((-1, 2), (0, 2)), boundless=True, fill_value=-5)
+
+
+# ----------------------------------------------------------------------------- strip writer
+def _strips(path, **kw):
+    t = Affine(10, 0, 0, 0, -10, 0)
+    return gio.strip_writer(path, width=32, height=40, crs="EPSG:32631", transform=t, **kw)
+
+
+@pytest.mark.parametrize("cog", [True, False])
+def test_strip_writer_commits_strips_in_any_order(tmp_path, cog) -> None:
+    x = np.arange(2 * 40 * 32, dtype=np.float32).reshape(2, 40, 32)
+    with _strips(tmp_path / "s.tif", cog=cog, blocksize=16, fill_value=-1.0) as out:
+        out.write(x[:, 24:], 24)
+        out.write(x[:, :24], 0)
+        assert not (tmp_path / "s.tif").exists()  # nothing under the final name yet
+    back = gio.read(tmp_path / "s.tif")
+    np.testing.assert_array_equal(np.asarray(back.values), x)
+    assert back.fill_value == -1.0 and back.crs == "EPSG:32631"
+    if cog:
+        assert cog_validate(str(tmp_path / "s.tif"))[0]
+    else:
+        assert gio.info(tmp_path / "s.tif").block_shape == (16, 16)
+    assert sorted(os.listdir(tmp_path)) == ["s.tif"]
+
+
+def test_strip_writer_refuses_gaps_and_mismatched_strips(tmp_path) -> None:
+    (tmp_path / "s.tif").write_bytes(b"old")
+    with (
+        pytest.raises(RasterWriteError, match=r"rows \[\(10, 40\)\] were never written"),
+        _strips(tmp_path / "s.tif") as out,
+    ):
+        out.write(np.zeros((1, 10, 32), np.float32), 0)
+    with (
+        pytest.raises(ShapeError, match="earlier strips had 1"),
+        _strips(tmp_path / "s.tif") as out,
+    ):
+        out.write(np.zeros((1, 10, 32), np.float32), 0)
+        out.write(np.zeros((2, 10, 32), np.float32), 10)
+    with (
+        pytest.raises(ShapeError, match=r"rows \[35, 45\) are outside"),
+        _strips(tmp_path / "s.tif") as out,
+    ):
+        out.write(np.zeros((1, 10, 32), np.float32), 35)
+    with (
+        pytest.raises(ShapeError, match=r"must be \(band, rows, 32\)"),
+        _strips(tmp_path / "s.tif") as out,
+    ):
+        out.write(np.zeros((1, 10, 31), np.float32), 0)
+    with (
+        pytest.raises(RasterDTypeError, match="cannot store dtype bool"),
+        _strips(tmp_path / "s.tif") as out,
+    ):
+        out.write(np.zeros((1, 10, 32), bool), 0)
+    with (
+        pytest.raises(RasterWriteError, match="height must be a positive integer"),
+        gio.strip_writer(tmp_path / "s.tif", width=3, height=0, crs=None, transform=None),
+    ):
+        pass
+    assert (tmp_path / "s.tif").read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["s.tif"]
+
+
+def test_read_budget_error_pickles() -> None:
+    import pickle
+
+    err = gio.ReadBudgetExceededError("a.tif", 10, 5, "reading")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.path, back.required, back.budget, back.stage) == ("a.tif", 10, 5, "read")
+    assert str(back) == str(err)

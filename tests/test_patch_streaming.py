@@ -75,7 +75,7 @@ def test_streaming_equals_in_memory(tmp_path: Path, patcher: Patcher, strip_rows
 def test_streamed_cog_has_average_overviews(tmp_path: Path) -> None:
     from rio_cogeo.cogeo import cog_validate
 
-    from georax.patch.streaming import overview_factors
+    from georax.io.strips import overview_factors
 
     assert overview_factors((16384, 16384), 512) == [2, 4, 8, 16, 32]
     assert overview_factors((300, 200), 64) == [2, 4, 8] and overview_factors((64, 64), 64) == []

@@ -8,10 +8,14 @@ jitted pipeline; a write takes one back to disk.
   with a fill value.
 - :func:`iter_blocks`: block-wise reading of files larger than memory (bounded peak memory).
 - :func:`write` / :func:`write_cog`: GeoTIFF and COG (GDAL's COG driver: tiled, overviews,
-  compression, nodata, band descriptions), written atomically: GDAL writes a temporary file in the
-  destination directory which then replaces the destination with :func:`os.replace`, so a crash
-  never leaves a half-written output under the final name.
+  compression, nodata, band descriptions), written atomically through
+  :func:`georax.io.files.atomic_destination`, so a crash never leaves a half-written output
+  under the final name and the temporaries of a dead writer are cleaned by the next write.
 - :func:`info`: metadata without reading pixels.
+
+Hostile files: only regular files are opened (:func:`georax.io.files.require_readable`), and
+every read checks what it would allocate against the read budget (:mod:`georax.io.budget`)
+before allocating, so a decompression bomb is refused with a typed error, not an out-of-memory.
 
 Band indices in this API are 0-based (like the GeoTensor band axis), not GDAL's 1-based indexes.
 """
@@ -21,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -31,54 +33,60 @@ import rasterio
 import rasterio.errors
 from affine import Affine
 from rasterio.dtypes import check_dtype, in_dtype_range
-from rasterio.enums import Compression, Resampling
-from rasterio.warp import transform_bounds
+from rasterio.enums import Compression, Interleaving, Resampling
 from rasterio.windows import Window
 
 from georax.core.errors import GeoraxError, ShapeError
+from georax.io.budget import check_read_bytes, max_read_bytes
 from georax.io.errors import (
     BandIndexError,
     CorruptRasterError,
     CRSMismatchError,
     RasterDTypeError,
-    RasterNotFoundError,
     RasterReadError,
     RasterWriteError,
     WindowError,
 )
+from georax.io.files import PathLike, as_path, atomic_destination, is_local, require_readable
+from georax.io.windows import WindowLike, as_window, check_crs, grown_window, window_from_bounds
 from georax.tensor.buffers import aligned_empty, as_jax_array
-from georax.tensor.geotensor import (
-    BoundingBox,
-    GeoTensor,
-    apply_transform,
-    require_geotensor,
-)
+from georax.tensor.geotensor import BoundingBox, GeoTensor, require_geotensor
 from georax.tensor.grid import crs_equal
 
-__all__ = ["RasterInfo", "info", "iter_blocks", "read", "write", "write_cog"]
-
-PathLike = str | os.PathLike[str]
-WindowLike = Window | tuple[tuple[int, int], tuple[int, int]]
+__all__ = [
+    "RasterInfo",
+    "check_creation_options",
+    "info",
+    "iter_blocks",
+    "open_raster",
+    "read",
+    "value_fits",
+    "write",
+    "write_cog",
+]
 
 
 # ----------------------------------------------------------------------------- opening
-def _is_local(path: str) -> bool:
-    return "://" not in path and not path.startswith("/vsi")
-
-
 @contextlib.contextmanager
-def _open(path: PathLike) -> Iterator[Any]:
-    """Open ``path`` for reading, translating failures into typed georax errors."""
-    p = os.fspath(path)
-    if _is_local(p):
-        if not os.path.exists(p):
-            raise RasterNotFoundError(f"{p}: no such file")
-        if os.path.isdir(p):
-            raise RasterReadError(f"{p}: is a directory, not a raster file")
+def open_raster(path: PathLike) -> Iterator[Any]:
+    """Open `path` for reading with rasterio, after refusing special files.
+
+    **Arguments:**
+
+    - `path`: a local path or a GDAL-readable URL.
+
+    **Yields:** the open rasterio dataset.
+
+    **Raises:** :class:`~georax.io.errors.RasterNotFoundError`,
+    :class:`~georax.io.errors.RasterReadError` (not a regular file, a bad path),
+    :class:`~georax.io.errors.CorruptRasterError`.
+    """
+    p = as_path(path, RasterReadError, "georax.io")
+    require_readable(p)
     try:
         src = rasterio.open(p)
     except rasterio.errors.RasterioIOError as e:
-        if _is_local(p):
+        if is_local(p):
             raise CorruptRasterError(
                 f"{p}: not a readable raster (corrupt, truncated or unsupported format): {e}"
             ) from e
@@ -99,9 +107,9 @@ class RasterInfo:
     """Metadata of a raster file (no pixels read).
 
     Attributes: ``path``, ``width``, ``height``, ``count`` (bands), ``dtype``, ``crs`` (string or
-    None), ``transform``, ``nodata``, ``band_names`` (descriptions, None if any is missing),
-    ``block_shape`` (internal ``(rows, cols)`` tile/strip size), ``overviews`` (decimation
-    factors of band 1), ``compression`` and ``bounds``.
+    None), ``transform``, ``fill_value`` (the file's nodata), ``band_names`` (descriptions, None
+    if any is missing), ``block_shape`` (internal ``(rows, cols)`` tile/strip size),
+    ``overviews`` (decimation factors of band 1), ``compression`` and ``bounds``.
     """
 
     path: str
@@ -111,7 +119,7 @@ class RasterInfo:
     dtype: str
     crs: str | None
     transform: Affine
-    nodata: float | None
+    fill_value: float | int | None
     band_names: tuple[str, ...] | None
     block_shape: tuple[int, int]
     overviews: tuple[int, ...]
@@ -142,18 +150,19 @@ def info(path: PathLike) -> RasterInfo:
     **Returns:** a :class:`RasterInfo`.
 
     **Raises:** :class:`~georax.io.errors.RasterNotFoundError`,
-    :class:`~georax.io.errors.CorruptRasterError`.
+    :class:`~georax.io.errors.RasterReadError`, :class:`~georax.io.errors.CorruptRasterError`.
     """
-    with _open(path) as src:
+    p = as_path(path, RasterReadError, "georax.io.info")
+    with open_raster(p) as src:
         return RasterInfo(
-            path=os.fspath(path),
+            path=p,
             width=src.width,
             height=src.height,
             count=src.count,
             dtype=src.dtypes[0],
             crs=_crs_string(src.crs),
             transform=src.transform,
-            nodata=_nodata(src.nodata, src.dtypes[0]),
+            fill_value=_nodata(src.nodata, src.dtypes[0]),
             band_names=_band_names(src, range(1, src.count + 1)),
             block_shape=tuple(src.block_shapes[0]),
             overviews=tuple(src.overviews(1)),
@@ -162,13 +171,19 @@ def info(path: PathLike) -> RasterInfo:
         )
 
 
-# ----------------------------------------------------------------------------- reading
+# ----------------------------------------------------------------------------- request checks
 def _resolve_bands(src: Any, bands: Any, path: str) -> list[int]:
     """0-based indices or names -> GDAL 1-based indexes, with a typed error when out of range."""
     if bands is None:
         return list(range(1, src.count + 1))
     if isinstance(bands, int | str | np.integer):
         bands = [bands]
+    try:
+        bands = list(bands)
+    except TypeError:
+        raise BandIndexError(
+            f"{path}: bands must be an index, a name or a sequence of them, got {bands!r}"
+        ) from None
     out = []
     for b in bands:
         if isinstance(b, str):
@@ -192,55 +207,87 @@ def _resolve_bands(src: Any, bands: Any, path: str) -> list[int]:
     return out
 
 
-def _as_window(window: Any, path: str) -> Window:
-    if isinstance(window, Window):
-        w = window
-    else:
-        try:
-            (r0, r1), (c0, c1) = window
-        except (TypeError, ValueError):
-            raise WindowError(
-                f"{path}: window must be a rasterio Window or ((row_start, row_stop), "
-                f"(col_start, col_stop)), got {window!r}"
-            ) from None
-        w = Window(c0, r0, c1 - c0, r1 - r0)
-    # Whole pixels only: snap offsets outward when the window is fractional.
-    c0, r0 = math.floor(w.col_off + 1e-6), math.floor(w.row_off + 1e-6)
-    c1 = math.ceil(w.col_off + w.width - 1e-6)
-    r1 = math.ceil(w.row_off + w.height - 1e-6)
-    if c1 <= c0 or r1 <= r0:
-        raise WindowError(f"{path}: window {window!r} is empty")
-    return Window(c0, r0, c1 - c0, r1 - r0)
-
-
-def _window_from_bounds(src: Any, bounds: Any, bounds_crs: Any, path: str) -> Window:
+def _gdal_dtype(dtype: Any, path: str, what: str) -> np.dtype:
+    """`dtype` as a NumPy dtype GDAL can read into or write, or a RasterDTypeError."""
     try:
-        left, bottom, right, top = (float(v) for v in bounds)
-    except (TypeError, ValueError):
-        raise WindowError(
-            f"{path}: bounds must be (left, bottom, right, top), got {bounds!r}"
-        ) from None
-    if right <= left or top <= bottom:
-        raise WindowError(f"{path}: bounds {bounds!r} are empty (need left<right, bottom<top)")
-    if bounds_crs is not None and not crs_equal(bounds_crs, _crs_string(src.crs)):
-        if src.crs is None:
-            raise CRSMismatchError(
-                f"{path}: raster has no CRS, cannot reproject bounds given in {bounds_crs}"
-            )
-        left, bottom, right, top = transform_bounds(
-            bounds_crs, src.crs, left, bottom, right, top, densify_pts=21
-        )
-    inv = ~src.transform
-    corners = [
-        apply_transform(inv, x, y)
-        for x, y in ((left, top), (right, top), (left, bottom), (right, bottom))
-    ]
-    cols = [c for c, _ in corners]
-    rows = [r for _, r in corners]
-    eps = 1e-6
-    c0, r0 = math.floor(min(cols) + eps), math.floor(min(rows) + eps)
-    c1, r1 = math.ceil(max(cols) - eps), math.ceil(max(rows) - eps)
-    return Window(c0, r0, max(c1 - c0, 1), max(r1 - r0, 1))
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise RasterDTypeError(f"{path}: {what} {dtype!r} is not a NumPy dtype: {e}") from None
+    if not check_dtype(dt.name):
+        hint = " (cast with gt.astype('uint8'))" if dt == np.bool_ else ""
+        raise RasterDTypeError(f"{path}: GDAL rasters cannot store {what} {dt}{hint}")
+    return dt
+
+
+def _out_dtype(dtype: Any, src: Any, indexes: list[int], path: str) -> np.dtype:
+    if dtype is None:
+        try:
+            return np.result_type(*{src.dtypes[i - 1] for i in indexes})
+        except TypeError:
+            raise RasterDTypeError(
+                f"{path}: pixel type {src.dtypes[indexes[0] - 1]} has no NumPy dtype; pass "
+                "dtype= to convert on read"
+            ) from None
+    return _gdal_dtype(dtype, path, "dtype")
+
+
+def _nodata(value: float | None, dtype: str) -> float | int | None:
+    """GDAL reports nodata as a float; give integer rasters an int (``0``, not ``0.0``)."""
+    if value is None or math.isnan(value) or not np.issubdtype(np.dtype(dtype), np.integer):
+        return value
+    return int(value) if float(value).is_integer() else value
+
+
+def value_fits(value: Any, dtype: np.dtype) -> bool:
+    """Whether `value` (a real number or None) is representable in `dtype` (NaN: floats only)."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return bool(np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.complexfloating))
+    return bool(in_dtype_range(value, dtype.name))
+
+
+def _real_or_none(value: Any, path: str, what: str) -> float | int | None:
+    """A fill/nodata value as a Python number, or a RasterDTypeError naming it."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RasterDTypeError(f"{path}: {what} must be a real number or None, got {value!r}")
+    return value
+
+
+def _request_window(src: Any, window: Any, bounds: Any, bounds_crs: Any, path: str) -> Window:
+    if window is not None and bounds is not None:
+        raise WindowError(f"{path}: pass either window= or bounds=, not both")
+    if bounds is not None:
+        return window_from_bounds(src, bounds, bounds_crs, path)
+    if window is not None:
+        return as_window(window, path)
+    return Window(0, 0, src.width, src.height)
+
+
+def _fill_values(
+    src: Any, indexes: list[int], fill_value: Any, out_dtype: np.dtype, boundless: bool, p: str
+) -> tuple[Any, Any]:
+    """``(fill, outside)``: the GeoTensor's fill value and the value for outside pixels."""
+    fill = _real_or_none(fill_value, p, "fill_value")
+    if fill is None:
+        fill = _nodata(src.nodata, src.dtypes[indexes[0] - 1])
+    outside = fill if fill is not None else 0
+    if boundless and not value_fits(outside, out_dtype):
+        raise RasterDTypeError(f"{p}: fill value {outside!r} does not fit dtype {out_dtype}")
+    return fill, outside
+
+
+# ----------------------------------------------------------------------------- budgeted reads
+def _check_block_budget(src: Any, indexes: list[int], budget: int, path: str) -> None:
+    """One internal block is decompressed whole to read any of its pixels: price it too."""
+    bh, bw = src.block_shapes[indexes[0] - 1]
+    widest = max((src.dtypes[i - 1] for i in indexes), key=lambda d: np.dtype(d).itemsize)
+    per_block = src.count if src.interleaving == Interleaving.pixel else 1
+    check_read_bytes(path, (per_block, bh, bw), widest, budget, what="one internal block")
 
 
 def _read_window(
@@ -249,39 +296,43 @@ def _read_window(
     window: Window,
     *,
     boundless: bool,
-    fill: Any,
+    fill_value: Any,
     dtype: np.dtype,
     path: str,
+    budget: int,
 ) -> np.ndarray:
-    """Read ``window`` (whole pixels) into a fresh aligned buffer, pasting onto ``fill``."""
+    """Read `window` (whole pixels) into a fresh aligned buffer, pasting onto `fill_value`.
+
+    The buffer (and, for a window past the edges, the inner read) is priced against `budget`
+    before anything is allocated.
+    """
     c0, r0, w, h = int(window.col_off), int(window.row_off), int(window.width), int(window.height)
     inside = c0 >= 0 and r0 >= 0 and c0 + w <= src.width and r0 + h <= src.height
-    out = aligned_empty((len(indexes), h, w), dtype)
-    if inside:
-        src.read(indexes, window=window, out=out)
-        return out
-    if not boundless:
+    if not inside and not boundless:
         raise WindowError(
             f"{path}: window rows [{r0}, {r0 + h}) x cols [{c0}, {c0 + w}) is not inside the "
             f"{src.height}x{src.width} raster; pass boundless=True to fill outside pixels"
         )
-    out[...] = fill
     ic0, ir0 = max(c0, 0), max(r0, 0)
     ic1, ir1 = min(c0 + w, src.width), min(r0 + h, src.height)
-    if ic1 > ic0 and ir1 > ir0:
-        inner = Window(ic0, ir0, ic1 - ic0, ir1 - ir0)
-        out[:, ir0 - r0 : ir1 - r0, ic0 - c0 : ic1 - c0] = src.read(indexes, window=inner)
-    return out
-
-
-def _out_dtype(dtype: Any, src: Any, indexes: list[int], path: str) -> np.dtype:
-    if dtype is None:
-        dtypes = {src.dtypes[i - 1] for i in indexes}
-        return np.result_type(*dtypes)
+    inner = max(ic1 - ic0, 0) * max(ir1 - ir0, 0) * len(indexes) * dtype.itemsize
+    what = f"window rows [{r0}, {r0 + h}) x cols [{c0}, {c0 + w})"
+    shape = (len(indexes), h, w)
+    check_read_bytes(path, shape, dtype, budget, what=what, extra_bytes=0 if inside else inner)
+    out = aligned_empty(shape, dtype)
     try:
-        return np.dtype(dtype)
-    except TypeError as e:
-        raise RasterDTypeError(f"{path}: dtype {dtype!r} is not a NumPy dtype: {e}") from None
+        if inside:
+            src.read(indexes, window=window, out=out)
+            return out
+        out[...] = fill_value
+        if inner:
+            part = Window(ic0, ir0, ic1 - ic0, ir1 - ir0)
+            out[:, ir0 - r0 : ir1 - r0, ic0 - c0 : ic1 - c0] = src.read(
+                indexes, window=part, out_dtype=dtype
+            )
+    except rasterio.errors.RasterioIOError as e:
+        raise CorruptRasterError(f"{path}: failed reading pixels (corrupt data?): {e}") from e
+    return out
 
 
 def read(
@@ -295,6 +346,7 @@ def read(
     fill_value: float | int | None = None,
     dtype: Any = None,
     expect_crs: Any = None,
+    max_bytes: int | str | None = None,
 ) -> GeoTensor:
     """Read a GeoTIFF/COG (or any GDAL raster) into a :class:`~georax.GeoTensor`.
 
@@ -305,7 +357,7 @@ def read(
 
     **Arguments:**
 
-    - `path`: local path or GDAL URL.
+    - `path`: local path or GDAL URL. A local path must be a regular file.
     - `bands`: 0-based band indices and/or band names (descriptions), in the order wanted;
       default all bands.
     - `window`: a :class:`rasterio.windows.Window` or ``((row_start, row_stop), (col_start,
@@ -321,65 +373,58 @@ def read(
     - `dtype`: cast on read (e.g. ``"float32"``); default the file's dtype.
     - `expect_crs`: if given, the raster's CRS must equal it
       (:class:`~georax.io.errors.CRSMismatchError` otherwise).
+    - `max_bytes`: the most this read may allocate (bytes or ``"2GiB"``); default the budget of
+      the enclosing :func:`georax.io.read_budget` or the process default (4 GiB).
 
     **Returns:** a :class:`~georax.GeoTensor`.
 
-    **Raises:** ``RasterNotFoundError``, ``CorruptRasterError``, ``BandIndexError``,
-    ``WindowError``, ``CRSMismatchError``, ``RasterDTypeError`` (all in
-    :mod:`georax.io.errors`), each naming the path and the problem.
+    **Raises:** ``RasterNotFoundError``, ``RasterReadError``, ``CorruptRasterError``,
+    ``BandIndexError``, ``WindowError``, ``CRSMismatchError``, ``RasterDTypeError``,
+    ``ReadBudgetExceededError`` (all in :mod:`georax.io.errors`), each naming the path and the
+    problem.
     """
-    p = os.fspath(path)
-    if window is not None and bounds is not None:
-        raise WindowError(f"{p}: pass either window= or bounds=, not both")
-    with _open(p) as src:
+    p = as_path(path, RasterReadError, "georax.io.read")
+    budget = max_read_bytes(max_bytes, "georax.io.read")
+    with open_raster(p) as src:
         crs = _crs_string(src.crs)
-        if expect_crs is not None and not crs_equal(expect_crs, crs):
-            raise CRSMismatchError(f"{p}: CRS is {crs}, expected {expect_crs}")
+        if expect_crs is not None:
+            expected = check_crs(expect_crs, p, "expect_crs")
+            if src.crs is None or not crs_equal(expected.to_wkt(), src.crs.to_wkt()):
+                raise CRSMismatchError(f"{p}: CRS is {crs}, expected {expect_crs}")
         indexes = _resolve_bands(src, bands, p)
         out_dtype = _out_dtype(dtype, src, indexes, p)
-        if bounds is not None:
-            win = _window_from_bounds(src, bounds, bounds_crs, p)
-        elif window is not None:
-            win = _as_window(window, p)
-        else:
-            win = Window(0, 0, src.width, src.height)
-        nodata = _nodata(src.nodata, src.dtypes[indexes[0] - 1])
-        fill = fill_value if fill_value is not None else nodata
-        fill_for_outside = fill if fill is not None else 0
-        if boundless and not _fits(fill_for_outside, out_dtype):
-            raise RasterDTypeError(
-                f"{p}: fill value {fill_for_outside!r} does not fit dtype {out_dtype}"
-            )
-        try:
-            arr = _read_window(
-                src,
-                indexes,
-                win,
-                boundless=boundless,
-                fill=fill_for_outside,
-                dtype=out_dtype,
-                path=p,
-            )
-        except rasterio.errors.RasterioIOError as e:
-            raise CorruptRasterError(f"{p}: failed reading pixels (corrupt data?): {e}") from e
+        win = _request_window(src, window, bounds, bounds_crs, p)
+        fill, outside = _fill_values(src, indexes, fill_value, out_dtype, boundless, p)
+        _check_block_budget(src, indexes, budget, p)
+        arr = _read_window(
+            src, indexes, win, boundless=boundless, fill_value=outside, dtype=out_dtype, path=p,
+            budget=budget,
+        )  # fmt: skip
         transform = src.window_transform(win)
         names = _band_names(src, indexes)
     return GeoTensor(as_jax_array(arr, copy=False), transform, crs, fill, names)
 
 
-def _nodata(value: float | None, dtype: str) -> float | int | None:
-    """GDAL reports nodata as a float; give integer rasters an int (``0``, not ``0.0``)."""
-    if value is None or math.isnan(value) or not np.issubdtype(np.dtype(dtype), np.integer):
-        return value
-    return int(value) if float(value).is_integer() else value
+def _count(value: Any, what: str, path: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise WindowError(f"{path}: {what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
-def _fits(value: Any, dtype: np.dtype) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return np.issubdtype(dtype, np.floating)
-    return bool(in_dtype_range(value, dtype.name))
+def _block_shape(src: Any, block_shape: Any, path: str) -> tuple[int, int]:
+    """The block core shape: given, or the file's tiling grown to about 1024 x 1024."""
+    if block_shape is None:
+        bh, bw = src.block_shapes[0]
+        bh = bh * max(1, 1024 // max(bh, 1)) if bh < src.height else src.height
+        bw = bw * max(1, 1024 // max(bw, 1)) if bw < src.width else src.width
+        return min(bh, src.height), min(bw, src.width)
+    try:
+        bh, bw = block_shape
+    except (TypeError, ValueError):
+        raise WindowError(
+            f"{path}: block_shape must be (rows, cols), got {block_shape!r}"
+        ) from None
+    return _count(bh, "block_shape rows", path, 1), _count(bw, "block_shape cols", path, 1)
 
 
 def iter_blocks(
@@ -390,6 +435,7 @@ def iter_blocks(
     halo: int = 0,
     fill_value: float | int | None = None,
     dtype: Any = None,
+    max_bytes: int | str | None = None,
 ) -> Iterator[tuple[Window, GeoTensor]]:
     """Read a raster block by block, for files larger than memory.
 
@@ -401,46 +447,38 @@ def iter_blocks(
     **Arguments:**
 
     - `path`: the raster.
-    - `block_shape`: ``(rows, cols)`` of each block's core.
+    - `block_shape`: ``(rows, cols)`` of each block's core, positive integers.
     - `bands`: as in :func:`read`.
     - `halo`: extra pixels read on every side (boundless, filled with `fill_value` past the
-      edges), for neighbourhood operators that need context.
+      edges), for neighbourhood operators that need context; an integer >= 0.
     - `fill_value`, `dtype`: as in :func:`read`.
+    - `max_bytes`: the most one block (with halo) may allocate; as in :func:`read`. Checked for
+      the largest block before the first is read.
 
     **Yields:** ``(window, block)``: the core window in raster pixels (without halo) and the
     GeoTensor of the window grown by `halo` (its transform locates it exactly).
     """
-    p = os.fspath(path)
-    if halo < 0:
-        raise WindowError(f"{p}: halo must be >= 0, got {halo}")
-    with _open(p) as src:
+    p = as_path(path, RasterReadError, "georax.io.iter_blocks")
+    budget = max_read_bytes(max_bytes, "georax.io.iter_blocks")
+    with open_raster(p) as src:
+        halo = _count(halo, "halo", p, 0)
         indexes = _resolve_bands(src, bands, p)
         out_dtype = _out_dtype(dtype, src, indexes, p)
-        if block_shape is None:
-            bh, bw = src.block_shapes[0]
-            bh = bh * max(1, 1024 // max(bh, 1)) if bh < src.height else src.height
-            bw = bw * max(1, 1024 // max(bw, 1)) if bw < src.width else src.width
-            block_shape = (bh, bw)
-        bh, bw = (int(v) for v in block_shape)
-        if bh <= 0 or bw <= 0:
-            raise WindowError(f"{p}: block_shape must be positive, got {block_shape}")
-        nodata = _nodata(src.nodata, src.dtypes[indexes[0] - 1])
-        fill = fill_value if fill_value is not None else nodata
+        bh, bw = _block_shape(src, block_shape, p)
+        fill, outside = _fill_values(src, indexes, fill_value, out_dtype, True, p)
+        _check_block_budget(src, indexes, budget, p)
+        largest = (len(indexes), min(bh, src.height) + 2 * halo, min(bw, src.width) + 2 * halo)
+        check_read_bytes(p, largest, out_dtype, budget, what="one block with its halo")
         crs = _crs_string(src.crs)
         names = _band_names(src, indexes)
         for r0 in range(0, src.height, bh):
             for c0 in range(0, src.width, bw):
                 core = Window(c0, r0, min(bw, src.width - c0), min(bh, src.height - r0))
-                grown = Window(c0 - halo, r0 - halo, core.width + 2 * halo, core.height + 2 * halo)
+                grown = grown_window(core, halo)
                 arr = _read_window(
-                    src,
-                    indexes,
-                    grown,
-                    boundless=True,
-                    fill=fill if fill is not None else 0,
-                    dtype=out_dtype,
-                    path=p,
-                )
+                    src, indexes, grown, boundless=True, fill_value=outside, dtype=out_dtype,
+                    path=p, budget=budget,
+                )  # fmt: skip
                 gt = GeoTensor(
                     as_jax_array(arr, copy=False), src.window_transform(grown), crs, fill, names
                 )
@@ -448,7 +486,20 @@ def iter_blocks(
 
 
 # ----------------------------------------------------------------------------- writing
-def _check_writable(gt: GeoTensor, nodata: Any, path: str) -> tuple[np.ndarray, Any]:
+def _band_descriptions(names: Any, count: int, path: str) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise RasterWriteError(f"{path}: band_names must be a sequence of strings, got {names!r}")
+    if not all(isinstance(n, str) for n in names):
+        raise RasterWriteError(f"{path}: band_names must all be strings, got {tuple(names)!r}")
+    if len(names) != count:
+        raise ShapeError(f"{path}: {len(names)} band names for {count} band(s)")
+    return tuple(names)
+
+
+def _writable_array(gt: GeoTensor, fill_value: Any, path: str) -> tuple[np.ndarray, Any]:
+    """The ``(band, H, W)`` host array to write and its checked fill (nodata) value."""
     arr = np.asarray(gt.values)
     if arr.ndim == 2:
         arr = arr[None]
@@ -456,38 +507,38 @@ def _check_writable(gt: GeoTensor, nodata: Any, path: str) -> tuple[np.ndarray, 
         raise ShapeError(
             f"{path}: can only write (band, H, W) or (H, W) GeoTensors, got shape {arr.shape}"
         )
-    if not check_dtype(arr.dtype.name):
-        hint = " (cast with gt.astype('uint8'))" if arr.dtype == np.bool_ else ""
-        raise RasterDTypeError(f"{path}: GeoTIFF cannot store dtype {arr.dtype}{hint}")
-    if nodata is not None and not _fits(nodata, arr.dtype):
-        raise RasterDTypeError(f"{path}: nodata {nodata!r} is not representable in {arr.dtype}")
-    return arr, nodata
+    if 0 in arr.shape:
+        raise ShapeError(f"{path}: nothing to write, shape {arr.shape} has no pixels")
+    _gdal_dtype(arr.dtype, path, "dtype")
+    fill_value = _real_or_none(fill_value, path, "fill_value")
+    if fill_value is not None and not value_fits(fill_value, arr.dtype):
+        raise RasterDTypeError(
+            f"{path}: fill_value (nodata) {fill_value!r} is not representable in {arr.dtype}"
+        )
+    return arr, fill_value
 
 
-@contextlib.contextmanager
-def atomic_destination(path: str, overwrite: bool = True) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+def _overview_factors(overviews: Any, path: str) -> list[int]:
+    if not overviews:
+        return []
+    if isinstance(overviews, str) or not isinstance(overviews, Sequence):
+        raise RasterWriteError(
+            f"{path}: overviews must be a list of decimation factors such as [2, 4, 8], got "
+            f"{overviews!r}"
+        )
+    bad = [f for f in overviews if isinstance(f, bool) or not isinstance(f, int) or f < 2]
+    if bad:
+        raise RasterWriteError(f"{path}: overview factors must be integers >= 2, got {bad}")
+    return list(overviews)
 
-    Every georax raster writer goes through this, so a crash or an exception never leaves a
-    half-written file under the final name, and an existing file survives a failed write. On
-    failure the temporary file (and any GDAL ``.aux.xml`` side-car) is removed.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise RasterWriteError(f"{path}: directory {directory} does not exist")
-    if not overwrite and os.path.exists(path):
-        raise RasterWriteError(f"{path}: exists and overwrite=False")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+
+def _resampling(name: Any, path: str) -> Resampling:
     try:
-        yield tmp
-        if os.path.exists(tmp + ".aux.xml"):  # GDAL side-car metadata travels with the file
-            os.replace(tmp + ".aux.xml", path + ".aux.xml")
-        os.replace(tmp, path)
-    except BaseException:
-        for leftover in (tmp, tmp + ".aux.xml"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(leftover)
-        raise
+        return Resampling[name]
+    except (KeyError, TypeError):
+        raise RasterWriteError(
+            f"{path}: unknown overview_resampling {name!r}; one of {[r.name for r in Resampling]}"
+        ) from None
 
 
 def _write(
@@ -495,27 +546,22 @@ def _write(
     path: PathLike,
     *,
     driver: str,
-    nodata: Any,
+    fill_value: Any,
     band_names: Sequence[str] | None,
     overwrite: bool,
     options: dict[str, Any],
     overviews: Sequence[int] | None = None,
     overview_resampling: str = "average",
 ) -> str:
-    gt = require_geotensor(gt, "georax.io.write")
-    p = os.fspath(path)
-    nodata = gt.fill_value if nodata is None else nodata
-    arr, nodata = _check_writable(gt, nodata, p)
-    names = tuple(band_names) if band_names is not None else gt.band_names
-    if names is not None and len(names) != arr.shape[0]:
-        raise ShapeError(f"{p}: {len(names)} band names for {arr.shape[0]} band(s)")
-    try:
-        resampling = Resampling[overview_resampling]
-    except KeyError:
-        raise RasterWriteError(
-            f"{p}: unknown overview_resampling {overview_resampling!r}; one of "
-            f"{[r.name for r in Resampling]}"
-        ) from None
+    """Check, then write `gt` with `driver` to a temporary and commit it atomically."""
+    p = as_path(path, RasterWriteError, f"georax.io.write ({driver})")
+    fill_value = gt.fill_value if fill_value is None else fill_value
+    arr, nodata = _writable_array(gt, fill_value, p)
+    names = _band_descriptions(
+        band_names if band_names is not None else gt.band_names, arr.shape[0], p
+    )
+    factors = _overview_factors(overviews, p)
+    resampling = _resampling(overview_resampling, p)
     profile = {
         "driver": driver,
         "width": arr.shape[2],
@@ -533,8 +579,8 @@ def _write(
                 dst.write(arr)
                 if names is not None:
                     dst.descriptions = names
-                if overviews:
-                    dst.build_overviews(list(overviews), resampling)
+                if factors:
+                    dst.build_overviews(factors, resampling)
                     dst.update_tags(ns="rio_overview", resampling=resampling.name)
         except Exception as e:  # rasterio's CPLE_* errors do not share a public base class
             if isinstance(e, GeoraxError):
@@ -543,13 +589,26 @@ def _write(
     return p
 
 
-def _check_options(path: str, compress: str | None, blocksize: int, min_block: int) -> None:
-    """Refuse options GDAL would only warn about (and then silently ignore)."""
+def check_creation_options(
+    path: str, compress: Any, blocksize: Any = None, min_block: int = 16
+) -> None:
+    """Refuse compression names and tile sizes GDAL would only warn about (then ignore).
+
+    **Arguments:**
+
+    - `path`: the destination, for messages.
+    - `compress`: a GDAL compression name or None.
+    - `blocksize`: the tile size: a power of two in ``[min_block, 8192]`` (None: untiled).
+    - `min_block`: the driver's smallest tile (16 for GTiff, 128 for COG).
+
+    **Raises:** :class:`~georax.io.errors.RasterWriteError`.
+    """
     known = {c.name.lower() for c in Compression}
-    if compress is not None and compress.lower() not in known:
+    if compress is not None and (not isinstance(compress, str) or compress.lower() not in known):
         raise RasterWriteError(f"{path}: unknown compress={compress!r}; one of {sorted(known)}")
-    if (
-        not isinstance(blocksize, int)
+    if blocksize is not None and (
+        isinstance(blocksize, bool)
+        or not isinstance(blocksize, int)
         or blocksize < min_block
         or blocksize & (blocksize - 1)
         or blocksize > 8192
@@ -560,7 +619,9 @@ def _check_options(path: str, compress: str | None, blocksize: int, min_block: i
 
 
 def _predictor(predictor: bool, dtype: np.dtype, cog: bool) -> Any:
-    if not predictor:
+    """GDAL's predictor option: horizontal (integers), floating point (floats), none otherwise."""
+    real = np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    if not predictor or not real:
         return None
     if cog:
         return "YES"  # the COG driver picks 2 (integers) or 3 (floats) itself
@@ -575,7 +636,7 @@ def write(
     predictor: bool = True,
     tiled: bool = True,
     blocksize: int = 512,
-    nodata: float | int | None = None,
+    fill_value: float | int | None = None,
     band_names: Sequence[str] | None = None,
     overviews: Sequence[int] | None = None,
     overview_resampling: str = "average",
@@ -587,11 +648,13 @@ def write(
     **Arguments:**
 
     - `gt`: a ``(band, H, W)`` or ``(H, W)`` GeoTensor.
-    - `path`: destination; written to a temporary file in the same directory, then renamed.
+    - `path`: destination file; written to a temporary file in the same directory, then renamed
+      (see :func:`georax.io.files.atomic_destination`).
     - `compress`: GDAL compression (``"deflate"``, ``"lzw"``, ``"zstd"``, None).
     - `predictor`: horizontal (integers) / floating-point predictor for better compression.
     - `tiled`, `blocksize`: internal tiling (power-of-two tiles, >= 16).
-    - `nodata`: nodata value (default ``gt.fill_value``); must fit the dtype.
+    - `fill_value`: the value written as the file's nodata (default ``gt.fill_value``); must
+      fit the dtype.
     - `band_names`: band descriptions (default ``gt.band_names``).
     - `overviews`: decimation factors to build internal overviews for (e.g. ``[2, 4, 8]``).
     - `overview_resampling`: a :class:`rasterio.enums.Resampling` name.
@@ -600,23 +663,25 @@ def write(
 
     **Returns:** the path written.
 
-    **Raises:** ``RasterDTypeError`` (dtype/nodata the format cannot hold), ``RasterWriteError``.
+    **Raises:** ``RasterDTypeError`` (dtype/fill value the format cannot hold), ``RasterWriteError``
+    (bad options, a destination that is a directory or in a missing directory, GDAL failures),
+    ``ShapeError``.
     """
-    dtype = np.dtype(require_geotensor(gt, "georax.io.write").dtype)
-    if tiled:
-        _check_options(os.fspath(path), compress, blocksize, 16)
+    gt = require_geotensor(gt, "georax.io.write")
+    p = as_path(path, RasterWriteError, "georax.io.write")
+    check_creation_options(p, compress, blocksize if tiled else None, 16)
     options = {
         "compress": compress,
-        "predictor": _predictor(predictor and compress is not None, dtype, cog=False),
+        "predictor": _predictor(predictor and compress is not None, np.dtype(gt.dtype), False),
         "tiled": tiled,
         **({"blockxsize": blocksize, "blockysize": blocksize} if tiled else {}),
         **creation_options,
     }
     return _write(
         gt,
-        path,
+        p,
         driver="GTiff",
-        nodata=nodata,
+        fill_value=fill_value,
         band_names=band_names,
         overwrite=overwrite,
         options=options,
@@ -625,14 +690,17 @@ def write(
     )
 
 
+_COG_OVERVIEWS = ("AUTO", "NONE")
+
+
 def write_cog(
     gt: GeoTensor,
     path: PathLike,
     *,
-    compress: str = "deflate",
+    compress: str | None = "deflate",
     predictor: bool = True,
     blocksize: int = 512,
-    nodata: float | int | None = None,
+    fill_value: float | int | None = None,
     band_names: Sequence[str] | None = None,
     overview_resampling: str = "average",
     overviews: str = "AUTO",
@@ -647,9 +715,9 @@ def write_cog(
 
     **Arguments:**
 
-    - `gt`, `path`, `nodata`, `band_names`, `overwrite`: as in :func:`write`.
-    - `compress`: ``"deflate"``, ``"lzw"``, ``"zstd"``, ``"webp"``, ``"none"``...
-    - `predictor`: enable the predictor (``PREDICTOR=YES``).
+    - `gt`, `path`, `fill_value`, `band_names`, `overwrite`: as in :func:`write`.
+    - `compress`: ``"deflate"``, ``"lzw"``, ``"zstd"``, ``"webp"``, ``"none"`` or None...
+    - `predictor`: enable the predictor (``PREDICTOR=YES``) for integer and float data.
     - `blocksize`: tile size (power of two, >= 128: GDAL's COG driver ignores smaller ones).
     - `overview_resampling`: resampling for overviews (``"average"``, ``"nearest"``, ``"mode"``
       for categorical bands...).
@@ -658,27 +726,28 @@ def write_cog(
 
     **Returns:** the path written.
     """
-    dtype = np.dtype(require_geotensor(gt, "georax.io.write_cog").dtype)
-    _check_options(os.fspath(path), compress, blocksize, 128)
-    try:
-        Resampling[overview_resampling]
-    except KeyError:
-        raise RasterWriteError(
-            f"{os.fspath(path)}: unknown overview_resampling {overview_resampling!r}"
-        ) from None
+    gt = require_geotensor(gt, "georax.io.write_cog")
+    p = as_path(path, RasterWriteError, "georax.io.write_cog")
+    check_creation_options(p, compress, blocksize, 128)
+    _resampling(overview_resampling, p)
+    if not isinstance(overviews, str) or overviews.upper() not in _COG_OVERVIEWS:
+        raise RasterWriteError(f"{p}: overviews={overviews!r} must be one of {_COG_OVERVIEWS}")
+    compress = "none" if compress is None else compress
     options = {
         "compress": compress,
-        "predictor": _predictor(predictor and compress.lower() != "none", dtype, cog=True),
+        "predictor": _predictor(
+            predictor and compress.lower() != "none", np.dtype(gt.dtype), cog=True
+        ),
         "blocksize": blocksize,
         "overview_resampling": overview_resampling,
-        "overviews": overviews,
+        "overviews": overviews.upper(),
         **creation_options,
     }
     return _write(
         gt,
-        path,
+        p,
         driver="COG",
-        nodata=nodata,
+        fill_value=fill_value,
         band_names=band_names,
         overwrite=overwrite,
         options=options,

@@ -24,6 +24,8 @@ import xarray as xr
 from affine import Affine
 
 from georax.core.errors import DataError, ShapeError
+from georax.io.budget import check_read_bytes, max_read_bytes
+from georax.io.errors import CRSMismatchError
 from georax.tensor.buffers import as_jax_array, host_view
 from georax.tensor.geotensor import GeoTensor, require_geotensor
 
@@ -32,11 +34,19 @@ __all__ = ["from_xarray", "to_xarray"]
 _GRID_MAPPING = "spatial_ref"
 
 
+def _parse_crs(crs: str, who: str) -> Any:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return CRS.from_user_input(crs)
+    except CRSError as e:
+        raise CRSMismatchError(f"{who}: CRS {crs!r} cannot be parsed: {e}") from None
+
+
 @functools.lru_cache(maxsize=64)
 def _crs_attrs_cached(crs: str) -> tuple[tuple[str, Any], ...]:
-    from pyproj import CRS
-
-    c = CRS.from_user_input(crs)
+    c = _parse_crs(crs, "to_xarray")
     attrs = {k: v for k, v in c.to_cf().items() if v is not None}
     wkt = c.to_wkt()
     attrs["crs_wkt"] = wkt
@@ -60,7 +70,8 @@ def to_xarray(gt: GeoTensor, *, name: str | None = None) -> xr.DataArray:
     **Returns:** a DataArray sharing the GeoTensor's memory on the CPU backend (read-only).
 
     **Raises:** :class:`~georax.errors.ShapeError` for a rotated transform (``x``/``y``
-    coordinates cannot describe it).
+    coordinates cannot describe it), :class:`~georax.io.errors.CRSMismatchError` for a CRS
+    that cannot be parsed.
     """
     gt = require_geotensor(gt, "to_xarray")
     if not gt.is_rectilinear:
@@ -89,9 +100,31 @@ def to_xarray(gt: GeoTensor, *, name: str | None = None) -> xr.DataArray:
     return da
 
 
+def _coords(da: xr.DataArray, dim: str) -> np.ndarray:
+    values = np.asarray(da[dim].values)
+    if values.dtype.kind not in "iuf":
+        raise DataError(f"from_xarray: {dim} coordinates must be numbers, got {values.dtype}")
+    out = values.astype(np.float64)
+    if not np.isfinite(out).all():
+        raise DataError(f"from_xarray: {dim} coordinates contain NaN or infinity")
+    return out
+
+
+def _geotransform(text: Any) -> Affine:
+    """The affine of a GDAL ``GeoTransform`` attribute ``"c a b f d e"``."""
+    try:
+        c, a, b, f, d, e = (float(v) for v in str(text).split())
+    except ValueError:
+        raise DataError(
+            f"from_xarray: GeoTransform {text!r} is not six numbers 'c a b f d e'"
+        ) from None
+    if not all(np.isfinite((a, b, c, d, e, f))):
+        raise DataError(f"from_xarray: GeoTransform {text!r} is not finite")
+    return Affine(a, b, c, d, e, f)
+
+
 def _transform_from_coords(da: xr.DataArray, xdim: str, ydim: str) -> Affine:
-    xs = np.asarray(da[xdim].values, dtype=np.float64)
-    ys = np.asarray(da[ydim].values, dtype=np.float64)
+    xs, ys = _coords(da, xdim), _coords(da, ydim)
     if xs.size < 2 or ys.size < 2:
         raise DataError(
             "from_xarray: cannot infer pixel size from a single x or y coordinate; add a "
@@ -120,14 +153,14 @@ def _find_crs(da: xr.DataArray) -> str | None:
 @functools.lru_cache(maxsize=64)
 def _short_crs(crs: str) -> str:
     """EPSG code when the CRS has one that round-trips exactly, else WKT."""
-    from pyproj import CRS
-
-    c = CRS.from_user_input(crs)
+    c = _parse_crs(crs, "from_xarray")
     epsg = c.to_epsg(min_confidence=100)
     return f"EPSG:{epsg}" if epsg is not None else c.to_wkt()
 
 
-def from_xarray(da: xr.DataArray, *, copy: bool = False) -> GeoTensor:
+def from_xarray(
+    da: xr.DataArray, *, copy: bool = False, max_bytes: int | str | None = None
+) -> GeoTensor:
     """Convert a DataArray (e.g. from ``rioxarray.open_rasterio`` or :func:`to_xarray`) back.
 
     The last two dims must be ``y`` and ``x`` (or ``lat``/``lon``); any dims before them are
@@ -139,17 +172,38 @@ def from_xarray(da: xr.DataArray, *, copy: bool = False) -> GeoTensor:
 
     **Arguments:**
 
-    - `da`: the DataArray. Dask-backed arrays are computed.
+    - `da`: the DataArray. Lazy (e.g. ``rioxarray.open_rasterio``) and Dask-backed arrays are
+      computed. Its size counts against the read budget (:mod:`georax.io.budget`), checked
+      before its data is touched: converting a lazy DataArray is reading a file.
     - `copy`: force a copy of the pixels. With ``False`` (default) an aligned, contiguous NumPy
       buffer is adopted without copying: do not modify ``da`` in place afterwards.
+    - `max_bytes`: the read budget, as in :func:`georax.io.read`.
 
     **Returns:** a :class:`~georax.GeoTensor`.
 
     **Raises:** :class:`~georax.errors.ShapeError` when the spatial dims are missing or not
-    last, :class:`~georax.errors.DataError` for irregular coordinates.
+    last, :class:`~georax.errors.DataError` for irregular, non-numeric or non-finite
+    coordinates or a malformed ``GeoTransform``, :class:`~georax.io.errors.CRSMismatchError`
+    for an unparsable CRS, :class:`~georax.io.errors.ReadBudgetExceededError` for an array
+    over the read budget, :class:`~georax.errors.ConfigError` for non-numeric pixels.
     """
     if not isinstance(da, xr.DataArray):
         raise ShapeError(f"from_xarray needs an xarray.DataArray, got {type(da).__name__}")
+    ydim, xdim = _spatial_dims(da)
+    transform = _transform_of(da, xdim, ydim)
+    crs = _find_crs(da)
+    band_names = _band_names_of(da)
+    fill = _fill_value_of(da)
+    # Priced before `da.data` is touched: on a lazy DataArray that access reads the file.
+    source = str(da.encoding.get("source", f"DataArray {da.name!r}"))
+    budget = max_read_bytes(max_bytes, "georax.io.from_xarray")
+    check_read_bytes(source, da.shape, da.dtype, budget, what="the DataArray's pixels")
+    data = np.asarray(da.data)
+    return GeoTensor(as_jax_array(data, copy=copy), transform, crs, fill, band_names)
+
+
+def _spatial_dims(da: xr.DataArray) -> tuple[str, str]:
+    """``(ydim, xdim)``: ``y``/``x`` (or ``lat``/``lon``), which must be the last two dims."""
     dims = tuple(str(d) for d in da.dims)
     ydim = "y" if "y" in dims else "lat" if "lat" in dims else None
     xdim = "x" if "x" in dims else "lon" if "lon" in dims else None
@@ -160,41 +214,43 @@ def from_xarray(da: xr.DataArray, *, copy: bool = False) -> GeoTensor:
             f"from_xarray: the last two dims must be ({ydim!r}, {xdim!r}), got {dims}; "
             f"transpose first: da.transpose(..., {ydim!r}, {xdim!r})"
         )
+    return ydim, xdim
+
+
+def _transform_of(da: xr.DataArray, xdim: str, ydim: str) -> Affine:
+    """The grid mapping's ``GeoTransform`` (re-anchored on the coordinates), else the coords'."""
     gm = da.coords.get(da.encoding.get("grid_mapping", _GRID_MAPPING))
     geotransform = gm.attrs.get("GeoTransform") if gm is not None else None
-    if geotransform is not None:
-        c, a, b, f, d, e = (float(v) for v in str(geotransform).split())
-        transform = Affine(a, b, c, d, e, f)
-        # A subset (isel) of a DataArray keeps the parent's GeoTransform: re-anchor on coords.
-        if b == 0 and d == 0 and da.sizes[xdim] >= 1 and da.sizes[ydim] >= 1:
-            x0 = float(da[xdim].values[0]) - a / 2
-            y0 = float(da[ydim].values[0]) - e / 2
-            transform = Affine(a, 0.0, x0, 0.0, e, y0)
-    else:
-        transform = _transform_from_coords(da, xdim, ydim)
-    crs = _find_crs(da)
+    if geotransform is None:
+        return _transform_from_coords(da, xdim, ydim)
+    transform = _geotransform(geotransform)
+    a, b, d, e = transform.a, transform.b, transform.d, transform.e
+    # A subset (isel) of a DataArray keeps the parent's GeoTransform: re-anchor on coords.
+    if b == 0 and d == 0 and da.sizes[xdim] >= 1 and da.sizes[ydim] >= 1:
+        x0 = float(_coords(da, xdim)[0]) - a / 2
+        y0 = float(_coords(da, ydim)[0]) - e / 2
+        transform = Affine(a, 0.0, x0, 0.0, e, y0)
+    return transform
 
+
+def _band_names_of(da: xr.DataArray) -> tuple[str, ...] | None:
+    """From a ``long_name`` list/tuple of the band count, or a string band coordinate."""
+    if da.ndim < 3:
+        return None
+    band_dim = da.dims[-3]
     names = da.attrs.get("long_name")
-    band_dim = dims[-3] if len(dims) >= 3 else None
-    if (
-        isinstance(names, list | tuple)
-        and band_dim is not None
-        and len(names) == da.sizes[band_dim]
-    ):
-        band_names: tuple[str, ...] | None = tuple(str(n) for n in names)
-    elif band_dim is not None and band_dim in da.coords and da[band_dim].dtype.kind in "UO":
-        band_names = tuple(str(v) for v in da[band_dim].values)
-    else:
-        band_names = None
-    fill = None
+    if isinstance(names, list | tuple) and len(names) == da.sizes[band_dim]:
+        return tuple(str(n) for n in names)
+    if band_dim in da.coords and da[band_dim].dtype.kind in "UO":
+        return tuple(str(v) for v in da[band_dim].values)
+    return None
+
+
+def _fill_value_of(da: xr.DataArray) -> Any:
+    """``_FillValue`` or ``nodata``, from the attributes first, then the encoding."""
     for source in (da.attrs, da.encoding):
         for key in ("_FillValue", "nodata"):
-            if key in source and source[key] is not None:
+            if source.get(key) is not None:
                 fill = source[key]
-                break
-        if fill is not None:
-            break
-    if isinstance(fill, np.generic):
-        fill = fill.item()
-    data = np.asarray(da.data)
-    return GeoTensor(as_jax_array(data, copy=copy), transform, crs, fill, band_names)
+                return fill.item() if isinstance(fill, np.generic) else fill
+    return None

@@ -16,9 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_ALIGN = 64
+from georax.core.errors import DataError
 
-__all__ = ["aligned_empty", "as_jax_array", "can_alias", "host_view"]
+_ALIGN = 64
+# dtype kinds JAX cannot hold: object, unicode, bytes, datetime, timedelta
+NON_NUMERIC_KINDS = frozenset("OUSMm")
+
+__all__ = ["NON_NUMERIC_KINDS", "aligned_empty", "as_jax_array", "can_alias", "host_view"]
 
 # Read-only NumPy views handed out by `host_view`, mapped back to the JAX array they view, so a
 # round trip (GeoTensor -> xarray -> GeoTensor) can reuse the JAX buffer instead of copying it.
@@ -82,9 +86,14 @@ def as_jax_array(arr: Any, *, copy: bool = True) -> jax.Array:
     - `copy`: force a copy (the safe default).
 
     **Returns:** a :class:`jax.Array` with the same values (dtype canonicalised by JAX).
+
+    **Raises:** :class:`~georax.errors.DataError` for non-numeric data (objects, strings, dates).
     """
     if isinstance(arr, jax.Array):
         return arr
+    dtype = getattr(arr, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind in NON_NUMERIC_KINDS:
+        raise DataError(f"cannot make a JAX array of {np.dtype(dtype)} values: not numeric")
     entry = _VIEWS.get(id(arr)) if isinstance(arr, np.ndarray) else None
     if entry is not None and entry[0]() is arr:
         return entry[1]

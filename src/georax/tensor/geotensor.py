@@ -9,19 +9,17 @@ georeferencing survives slicing inside and outside ``jax.jit``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import numpy as np
 from affine import Affine
 
 from georax.core.carrier import Carrier
-from georax.core.errors import ConfigError, GeoraxError, ShapeError
+from georax.core.errors import ConfigError, DataError, GeoraxError, ShapeError
 from georax.core.operator import static
+from georax.tensor.buffers import NON_NUMERIC_KINDS, as_jax_array
 from georax.tensor.grid import Grid, crs_equal, grid_of
-
-if TYPE_CHECKING:
-    import xarray as xr
 
 __all__ = [
     "BoundingBox",
@@ -49,10 +47,89 @@ class BoundingBox(NamedTuple):
 _IDENTITY = Affine.identity()
 
 
+def _is_real(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+
+
 def _as_affine(transform: Any) -> Affine:
+    """An invertible affine with finite coefficients, or a ConfigError naming `transform`."""
     if isinstance(transform, Affine):
-        return transform
-    return Affine(*tuple(transform)[:6])
+        t = transform
+    else:
+        try:
+            coefficients = tuple(transform)
+        except TypeError:
+            coefficients = ()
+        if len(coefficients) not in (6, 9) or not all(map(_is_real, coefficients)):
+            raise ConfigError(
+                "GeoTensor", "transform", transform,
+                "must be an affine.Affine or its 6 coefficients (a, b, c, d, e, f)",
+            )  # fmt: skip
+        t = Affine(*(float(c) for c in coefficients[:6]))
+    if not all(math.isfinite(c) for c in t[:6]):
+        raise ConfigError("GeoTensor", "transform", t, "coefficients must be finite")
+    if t.is_degenerate:
+        raise ConfigError("GeoTensor", "transform", t, "is degenerate (zero pixel area)")
+    return t
+
+
+def _as_values(values: Any) -> jax.Array:
+    if isinstance(values, jax.Array | jax.ShapeDtypeStruct):
+        return values
+    try:
+        return as_jax_array(values, copy=True)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            "GeoTensor", "values", type(values).__name__, f"is not an array of pixels: {e}"
+        ) from None
+
+
+def _as_crs(crs: Any) -> str | None:
+    if crs is None or isinstance(crs, str):
+        return crs
+    to_string = getattr(crs, "to_string", None)  # rasterio / pyproj CRS: keep the short form
+    if not callable(to_string):
+        raise ConfigError(
+            "GeoTensor", "crs", crs,
+            "must be a CRS string such as 'EPSG:32630' or WKT, a rasterio/pyproj CRS, or None",
+        )  # fmt: skip
+    return str(to_string())
+
+
+def _as_fill_value(fill_value: Any) -> float | int | None:
+    if fill_value is None:
+        return None
+    if isinstance(fill_value, np.ndarray | jax.Array) and fill_value.ndim == 0:
+        try:
+            fill_value = fill_value.item()
+        except jax.errors.ConcretizationTypeError:
+            raise ConfigError(
+                "GeoTensor", "fill_value", fill_value,
+                "is static metadata: it must be a concrete number, not a traced value",
+            ) from None  # fmt: skip
+    if isinstance(fill_value, np.generic):
+        fill_value = fill_value.item()
+    if not _is_real(fill_value):
+        raise ConfigError("GeoTensor", "fill_value", fill_value, "must be a real number or None")
+    return fill_value
+
+
+def _as_band_names(band_names: Any) -> tuple[str, ...] | None:
+    if band_names is None:
+        return None
+    if isinstance(band_names, str):
+        raise ConfigError(
+            "GeoTensor", "band_names", band_names, "must be a sequence of names, not one string"
+        )
+    try:
+        names = tuple(band_names)
+    except TypeError:
+        raise ConfigError(
+            "GeoTensor", "band_names", band_names, "must be a sequence of strings"
+        ) from None
+    if not all(isinstance(n, str) for n in names):
+        raise ConfigError("GeoTensor", "band_names", names, "must all be strings")
+    return tuple(str(n) for n in names)
 
 
 def apply_transform(transform: Affine, col: Any, row: Any) -> tuple[Any, Any]:
@@ -100,7 +177,10 @@ def _spatial_slice(index: Any, size: int, axis: str) -> tuple[int, int, int]:
             f"GeoTensor indexing must keep the {axis} axis: got {index!r}; use a slice such "
             "as i:i+1, or index .values for a plain array"
         )
-    start, stop, step = index.indices(size)
+    try:
+        start, stop, step = index.indices(size)
+    except TypeError:
+        raise ShapeError(f"GeoTensor {axis} slice {index!r} needs integer bounds") from None
     if step <= 0:
         raise ShapeError(f"GeoTensor {axis} slice step must be positive, got {step}")
     if len(range(start, stop, step)) == 0:
@@ -146,22 +226,11 @@ class GeoTensor(Carrier):
         fill_value: float | int | None = None,
         band_names: Any = None,
     ) -> None:
-        if isinstance(values, jax.Array | jax.ShapeDtypeStruct):
-            self.values = values
-        else:
-            from georax.tensor.buffers import as_jax_array
-
-            self.values = as_jax_array(values, copy=True)
+        self.values = _as_values(values)
         self.transform = _as_affine(transform)
-        if crs is None:
-            self.crs = None
-        elif isinstance(crs, str):
-            self.crs = crs
-        else:  # rasterio / pyproj CRS objects: keep the short form when there is one
-            to_string = getattr(crs, "to_string", None)
-            self.crs = str(to_string() if callable(to_string) else crs)
-        self.fill_value = fill_value
-        self.band_names = None if band_names is None else tuple(str(b) for b in band_names)
+        self.crs = _as_crs(crs)
+        self.fill_value = _as_fill_value(fill_value)
+        self.band_names = _as_band_names(band_names)
         shape = tuple(self.values.shape)
         if len(shape) < 2:
             raise ShapeError(f"GeoTensor values need at least 2 axes (H, W), got shape {shape}")
@@ -243,12 +312,18 @@ class GeoTensor(Carrier):
         """CRS coordinates of pixel ``(row, col)``: its centre, or ``"ul"`` corner."""
         if offset not in ("center", "ul"):
             raise ConfigError("GeoTensor.xy", "offset", offset, 'must be "center" or "ul"')
+        for name, v in (("row", row), ("col", col)):
+            if not _is_real(v) or not math.isfinite(v):
+                raise ConfigError("GeoTensor.xy", name, v, "must be a finite number")
         d = 0.5 if offset == "center" else 0.0
         x, y = apply_transform(self.transform, col + d, row + d)
         return float(x), float(y)
 
     def index(self, x: float, y: float) -> tuple[int, int]:
         """``(row, col)`` of the pixel containing CRS point ``(x, y)`` (may be off-grid)."""
+        for name, v in (("x", x), ("y", y)):
+            if not _is_real(v) or not math.isfinite(v):
+                raise DataError(f"GeoTensor.index: {name}={v!r} is not a finite coordinate")
         col, row = apply_transform(~self.transform, x, y)
         return math.floor(row), math.floor(col)
 
@@ -262,6 +337,7 @@ class GeoTensor(Carrier):
 
     def same_grid(self, other: GeoTensor) -> bool:
         """Whether ``other`` has the same transform, CRS and height/width (pixels align 1:1)."""
+        other = require_geotensor(other, "GeoTensor.same_grid")
         return (
             self.transform.almost_equals(other.transform)
             and crs_equal(self.crs, other.crs)
@@ -286,6 +362,32 @@ class GeoTensor(Carrier):
         if isinstance(index, list | tuple):
             return [one(i) for i in index]
         return one(index)
+
+    def _check_leading(self, index: Any, axis: int) -> None:
+        """Refuse indices JAX would silently clamp (out of range) or misread (bool, float)."""
+        size = self.shape[axis]
+        if isinstance(index, slice) or index is Ellipsis:
+            return
+        if isinstance(index, bool | np.bool_):
+            raise ShapeError(f"GeoTensor axis {axis}: boolean index {index!r} adds an axis")
+        if isinstance(index, list | tuple | np.ndarray):
+            items = np.asarray(index)
+            if items.dtype == np.bool_ or items.size == 0:
+                return
+            if not np.issubdtype(items.dtype, np.integer):
+                raise ShapeError(f"GeoTensor axis {axis}: index {index!r} is not integer")
+            bad = items[(items < -size) | (items >= size)]
+        elif isinstance(index, int | np.integer):
+            bad = [index] if not -size <= int(index) < size else []
+        elif isinstance(index, jax.Array):
+            return  # possibly traced; JAX's own semantics apply
+        else:
+            raise ShapeError(f"GeoTensor axis {axis}: cannot index with {index!r}")
+        if len(bad):
+            raise ShapeError(
+                f"GeoTensor axis {axis} index {list(np.asarray(bad).tolist())} out of range for "
+                f"size {size}"
+            )
 
     def __getitem__(self, index: Any) -> GeoTensor:
         if not isinstance(index, tuple):
@@ -312,6 +414,9 @@ class GeoTensor(Carrier):
         leading = list(index[:-2])
         if ndim >= 3:
             leading[-1] = self._band_index(leading[-1])
+        for axis, i in enumerate(leading):
+            self._check_leading(i, axis)
+        if ndim >= 3:
             band = leading[-1]
             if names is not None:
                 if isinstance(band, slice):
@@ -320,10 +425,13 @@ class GeoTensor(Carrier):
                     names = tuple(names[int(i)] for i in band)
                 else:  # integer or array index: the band axis changes meaning or disappears
                     names = None
-        values = self.values[(*leading, index[-2], index[-1])]
+        try:
+            values = self.values[(*leading, index[-2], index[-1])]
+        except (TypeError, IndexError, ValueError) as e:
+            raise ShapeError(f"GeoTensor of shape {self.shape}: bad index {index!r}: {e}") from None
         if names is not None and (values.ndim < 3 or values.shape[-3] != len(names)):
             names = None
-        return GeoTensor(values, transform, self.crs, self.fill_value, names)
+        return self.replace(values=values, transform=transform, band_names=names)
 
     def crop(self, row_off: int, col_off: int, height: int, width: int) -> GeoTensor:
         """The window of ``height`` x ``width`` pixels starting at ``(row_off, col_off)``.
@@ -331,6 +439,10 @@ class GeoTensor(Carrier):
         The window must lie inside the grid (use :func:`georax.io.read` with ``boundless=True``
         to read past the edges of a file).
         """
+        args = {"row_off": row_off, "col_off": col_off, "height": height, "width": width}
+        for name, v in args.items():
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise ConfigError("GeoTensor.crop", name, v, "must be an integer")
         if (
             min(row_off, col_off) < 0
             or height <= 0
@@ -347,10 +459,20 @@ class GeoTensor(Carrier):
     def crop_bounds(self, bounds: tuple[float, float, float, float]) -> GeoTensor:
         """The smallest whole-pixel window covering ``(left, bottom, right, top)`` (same CRS).
 
-        Partially covered edge pixels are included; the window is clipped to the grid, and an
-        empty intersection raises :class:`~georax.errors.ShapeError`.
+        Partially covered edge pixels are included; the window is clipped to the grid. Bounds
+        must be four finite numbers with ``left < right`` and ``bottom < top``; reversed bounds
+        and an empty intersection raise :class:`~georax.errors.ShapeError`.
         """
-        left, bottom, right, top = bounds
+        try:
+            left, bottom, right, top = bounds
+        except (TypeError, ValueError):
+            raise ShapeError(f"bounds must be (left, bottom, right, top), got {bounds!r}") from None
+        if not all(_is_real(v) and math.isfinite(v) for v in (left, bottom, right, top)):
+            raise ShapeError(f"bounds {tuple(bounds)} must be four finite numbers")
+        if right <= left or top <= bottom:
+            raise ShapeError(
+                f"bounds {tuple(bounds)} are reversed or empty (need left < right, bottom < top)"
+            )
         inv = ~self.transform
         cols, rows = zip(
             *(
@@ -359,49 +481,63 @@ class GeoTensor(Carrier):
             ),
             strict=True,
         )
+        # clipped to just outside the grid first, so huge bounds cannot overflow the rounding
+        rows_ = np.clip(np.asarray(rows, np.float64), -1.0, self.height + 1.0)
+        cols_ = np.clip(np.asarray(cols, np.float64), -1.0, self.width + 1.0)
+        if not (np.isfinite(rows_).all() and np.isfinite(cols_).all()):
+            raise ShapeError(f"bounds {tuple(bounds)} do not map to pixels of {self.transform}")
         eps = 1e-9
-        r0 = max(0, math.floor(min(rows) + eps))
-        r1 = min(self.height, math.ceil(max(rows) - eps))
-        c0 = max(0, math.floor(min(cols) + eps))
-        c1 = min(self.width, math.ceil(max(cols) - eps))
+        r0 = max(0, math.floor(rows_.min() + eps))
+        r1 = min(self.height, math.ceil(rows_.max() - eps))
+        c0 = max(0, math.floor(cols_.min() + eps))
+        c1 = min(self.width, math.ceil(cols_.max() - eps))
         if r1 <= r0 or c1 <= c0:
             raise ShapeError(f"bounds {tuple(bounds)} do not intersect the grid {self.bounds}")
         return self[..., r0:r1, c0:c1]
 
     def select_bands(self, bands: Any) -> GeoTensor:
-        """Keep the given bands (names or 0-based indices, in that order) on axis -3."""
+        """Keep the given bands (names or 0-based indices, in that order) on axis -3.
+
+        A single name or index keeps the band axis (one band).
+        """
         if self.ndim < 3:
             raise ShapeError(f"select_bands needs a band axis; shape is {self.shape}")
-        return self[..., list(bands) if not isinstance(bands, str) else [bands], :, :]
+        if isinstance(bands, str | int | np.integer):
+            bands = [bands]
+        try:
+            bands = list(bands)
+        except TypeError:
+            raise ShapeError(f"select_bands needs names or indices, got {bands!r}") from None
+        return self[..., bands, :, :]
 
     def astype(self, dtype: Any) -> GeoTensor:
         """A copy with ``values`` cast to ``dtype`` (georeferencing kept)."""
-        return self.replace(values=self.values.astype(dtype))
+        try:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError):
+            raise ConfigError("GeoTensor.astype", "dtype", dtype, "is not a dtype") from None
+        if dt.kind in NON_NUMERIC_KINDS:
+            raise ConfigError("GeoTensor.astype", "dtype", dtype, "must be a numeric dtype")
+        return self.replace(values=self.values.astype(dt))
 
     def to_numpy(self) -> np.ndarray:
         """``values`` as a NumPy array (no copy on CPU where JAX allows it)."""
         return np.asarray(self.values)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        arr = np.asarray(self.values)
-        return arr if dtype is None else arr.astype(dtype)
+        """The NumPy array protocol (NumPy 2 semantics for `copy`).
 
-    # ------------------------------------------------------------------ xarray
-    def to_xarray(self, name: str | None = None) -> xr.DataArray:
-        """This GeoTensor as an :class:`xarray.DataArray` readable by rioxarray.
-
-        See :func:`georax.io.xarray.to_xarray`.
+        ``copy=None``: a view of the JAX buffer when possible (read-only, CPU backend), a copy
+        otherwise. ``copy=True``: always a fresh, writable copy. ``copy=False``: never a copy;
+        raises :class:`~georax.errors.DataError` (a ``ValueError``, as NumPy expects) when one
+        is needed (a dtype change, a device-to-host transfer).
         """
-        from georax.io.xarray import to_xarray
-
-        return to_xarray(self, name=name)
-
-    @classmethod
-    def from_xarray(cls, da: xr.DataArray) -> GeoTensor:
-        """Build a GeoTensor from a DataArray with ``y``/``x`` coordinates and a CRS.
-
-        See :func:`georax.io.xarray.from_xarray`.
-        """
-        from georax.io.xarray import from_xarray
-
-        return from_xarray(da)
+        if copy is None:  # also the only value NumPy 1.x passes
+            return np.asarray(self.values, dtype=dtype)
+        try:
+            return np.asarray(self.values, dtype=dtype, copy=copy)
+        except ValueError as e:
+            raise DataError(
+                f"GeoTensor of {self.dtype} on {self.values.devices()}: np.asarray(..., "
+                f"dtype={dtype}, copy=False) needs a copy: {e}"
+            ) from None

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from affine import Affine
 
-from georax.core.errors import ConfigError, GeoraxError
+from georax.core.errors import ConfigError, DataError, GeoraxError
 
 __all__ = ["Grid", "MissingGeoreferenceError", "crs_equal", "grid_of"]
 
@@ -20,8 +20,15 @@ __all__ = ["Grid", "MissingGeoreferenceError", "crs_equal", "grid_of"]
 @functools.lru_cache(maxsize=256)
 def _crs_equal_cached(a: str, b: str) -> bool:
     from pyproj import CRS
+    from pyproj.exceptions import CRSError
 
-    return bool(CRS.from_user_input(a) == CRS.from_user_input(b))
+    parsed = []
+    for text in (a, b):
+        try:
+            parsed.append(CRS.from_user_input(text))
+        except CRSError as e:
+            raise DataError(f"crs_equal: {text!r} is not a CRS pyproj can parse: {e}") from None
+    return bool(parsed[0] == parsed[1])
 
 
 def crs_equal(a: Any, b: Any) -> bool:
@@ -35,6 +42,8 @@ def crs_equal(a: Any, b: Any) -> bool:
     - `a`, `b`: CRS strings (EPSG code, WKT, PROJ), pyproj/rasterio CRS objects, or None.
 
     **Returns:** True when both are None or both parse to equal CRSs.
+
+    **Raises:** :class:`~georax.errors.DataError` naming a CRS that cannot be parsed.
     """
     if a is None or b is None:
         return a is None and b is None
