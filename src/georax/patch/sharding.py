@@ -17,13 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from georax.core.carrier import values_of
+from georax.core.carrier import Carrier, values_of
 from georax.core.errors import ConfigError, ShapeError
-from georax.patch.extract import pad_scene
-from georax.patch.operators import Patchwise, _chip_fn
-from georax.patch.patcher import Patcher, _scene_hw
+from georax.patch.extract import crop_padding, pad_scene
+from georax.patch.operators import Patchwise, chip_function
+from georax.patch.patcher import Patcher
 from georax.patch.stitch import finish_stitch, patchwise_accumulate
-from georax.tensor.geotensor import GeoTensor
 
 AXIS = "chips"
 
@@ -56,15 +55,15 @@ def sharded_patchwise(
     if AXIS not in mesh.axis_names:
         raise ConfigError("sharded_patchwise", "mesh", mesh.axis_names, f"needs an {AXIS!r} axis")
     p: Patcher = op.patcher
-    mode = p.aggregation.mode
-    if mode == "by_index":
-        raise ConfigError("sharded_patchwise", "aggregation", mode, "ByIndex is not stitched")
+    kind = p.aggregation.kind
+    if kind == "by_index":
+        raise ConfigError("sharded_patchwise", "aggregation", kind, "ByIndex is not stitched")
     v = values_of(x)
-    scene = _scene_hw(v)
+    scene = p.check_scene(x)
     pads = p.pads(scene)
-    xp = pad_scene(v, pads, p.padding, p.pad_value)
+    xp = pad_scene(v, pads, p.padding, p.fill_value)
     k_pos, k_fn = (None, None) if key is None else tuple(jax.random.split(key))
-    pos, grid = p.layout(scene, k_pos)
+    pos, offsets = p.layout(scene, k_pos)
     pos = jnp.asarray(pos, jnp.int32)
     n = int(pos.shape[0])
     d = int(mesh.shape[AXIS])
@@ -73,8 +72,8 @@ def sharded_patchwise(
     valid = jnp.arange(n_pad) < n
     keys = None if k_fn is None else jax.random.split(k_fn, n_pad)
     weights = p.weights_1d()
-    fn = _chip_fn(op.operator)
-    need_norm = grid is None
+    fn = chip_function(op.operator)
+    need_norm = offsets is None
 
     def local(xr: jax.Array, pr: jax.Array, vr: jax.Array, kr: Any) -> tuple[jax.Array, ...]:
         canvas, norm = patchwise_accumulate(
@@ -84,12 +83,12 @@ def sharded_patchwise(
             p.chip,
             batch_size=op.batch_size,
             weights=weights,
-            mode=mode,
+            aggregation=kind,
             need_norm=need_norm,
             valid=vr,
             keys=kr,
         )
-        combine = jax.lax.pmax if mode == "max" else jax.lax.psum
+        combine = jax.lax.pmax if kind == "max" else jax.lax.psum
         return combine(canvas, AXIS), jax.lax.psum(norm, AXIS)
 
     spec = PartitionSpec(AXIS)
@@ -105,12 +104,12 @@ def sharded_patchwise(
         raise ShapeError(f"stitched canvas has shape {canvas.shape}")
     out = finish_stitch(
         canvas,
-        None if grid is not None else norm,
+        None if offsets is not None else norm,
         p.chip,
         weights=weights,
-        mode=mode,
-        grid=grid,
-        fill=p.aggregation.fill,
+        aggregation=kind,
+        offsets=offsets,
+        fill_value=p.aggregation.fill_value,
     )
-    out = p._crop(out, pads, scene)
-    return x.replace(values=out) if isinstance(x, GeoTensor) else out
+    out = crop_padding(out, pads, scene)
+    return x.replace(values=out) if isinstance(x, Carrier) else out
