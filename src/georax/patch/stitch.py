@@ -40,6 +40,7 @@ __all__ = [
     "accumulate",
     "after",
     "apply_output_shape",
+    "axis_weight_sum",
     "finish_stitch",
     "grid_normaliser",
     "map_chips",
