@@ -18,9 +18,9 @@ from jaxtyping import Array, Int, Shaped
 
 from georax.core.errors import ConfigError
 
-__all__ = ["PAD_MODES", "crop_padding", "extract_patches", "pad_scene", "source_index"]
+__all__ = ["PADDING_MODES", "crop_padding", "extract_patches", "pad_scene", "source_index"]
 
-PAD_MODES = ("reflect", "edge", "constant")
+PADDING_MODES = ("reflect", "edge", "constant")
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -37,7 +37,7 @@ def source_index(n: int, pad: tuple[int, int], padding: str) -> Int[np.ndarray, 
 
     - `n`: the axis length (``>= 1``).
     - `pad`: pixels added before and after.
-    - `padding`: one of :data:`PAD_MODES`.
+    - `padding`: one of :data:`PADDING_MODES`.
 
     **Returns:** an int64 array of length ``before + n + after``; equal to
     ``np.pad(np.arange(n), pad, mode=padding)`` for ``reflect`` and ``edge``.
@@ -52,7 +52,7 @@ def source_index(n: int, pad: tuple[int, int], padding: str) -> Int[np.ndarray, 
         period = 2 * (n - 1)
         m = np.mod(i, period)
         return np.where(m < n, m, period - m)
-    raise ConfigError("pad_scene", "padding", padding, f"expected one of {PAD_MODES}")
+    raise ConfigError("pad_scene", "padding", padding, f"expected one of {PADDING_MODES}")
 
 
 def pad_scene(
@@ -73,8 +73,8 @@ def pad_scene(
 
     **Returns:** the padded scene (``x`` itself when every pad is 0).
     """
-    if padding not in PAD_MODES:
-        raise ConfigError("pad_scene", "padding", padding, f"expected one of {PAD_MODES}")
+    if padding not in PADDING_MODES:
+        raise ConfigError("pad_scene", "padding", padding, f"expected one of {PADDING_MODES}")
     if not any(p for pair in pads for p in pair):
         return x
     widths = [(0, 0)] * (x.ndim - 2) + [tuple(pads[0]), tuple(pads[1])]

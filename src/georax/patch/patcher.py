@@ -24,7 +24,7 @@ from georax.core.operator import Operator, as_tuple, static
 from georax.core.sandbox import DEFAULT_LIMITS, Limits
 from georax.patch.aggregation import Aggregation, ByIndex, Max, Mean, OverlapAdd
 from georax.patch.chips import Chips
-from georax.patch.extract import PAD_MODES, Pads, crop_padding, extract_patches, pad_scene
+from georax.patch.extract import PADDING_MODES, Pads, crop_padding, extract_patches, pad_scene
 from georax.patch.geometry import (
     ChipOffsets,
     ChipsShape,
@@ -105,8 +105,8 @@ class Patcher(Operator):
         for name, cls in checks:
             if not isinstance(getattr(self, name), cls):
                 self.fail(name, f"must be a {cls.__name__}")
-        if self.padding not in PAD_MODES:
-            self.fail("padding", f"must be one of {PAD_MODES}")
+        if self.padding not in PADDING_MODES:
+            self.fail("padding", f"must be one of {PADDING_MODES}")
         if not is_int_pair(self.margin, 0):
             self.fail("margin", "must be a non-negative int or a pair of them")
         if isinstance(self.fill_value, bool) or not isinstance(self.fill_value, int | float):
