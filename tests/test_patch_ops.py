@@ -33,6 +33,7 @@ from georax.patch import (
     Triangular,
     Tukey,
 )
+from georax.tensor import apply_transform, window_transform
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_200_000.0)
 
@@ -73,7 +74,7 @@ def test_chip_positions_and_transforms() -> None:
     coeffs = np.asarray(jax.jit(lambda c: c.transforms())(chips))
     for i in range(len(chips)):
         r, c = scene_pos[i]
-        expect = TRANSFORM @ Affine.translation(int(c), int(r))
+        expect = window_transform(TRANSFORM, int(c), int(r))
         assert chips.chip_transform(i) == expect
         np.testing.assert_allclose(coeffs[i], tuple(expect)[:6], rtol=1e-6)
     # a chip fully inside the scene holds exactly the scene pixels under its transform
@@ -85,7 +86,7 @@ def test_chip_positions_and_transforms() -> None:
     r, c = scene_pos[inside]
     gt = chips.geotensor(inside)
     np.testing.assert_array_equal(gt.values, g.values[:, r : r + 16, c : c + 12])
-    assert gt.transform @ (0, 0) == TRANSFORM @ (int(c), int(r))
+    assert apply_transform(gt.transform, 0, 0) == apply_transform(TRANSFORM, int(c), int(r))
     assert gt.crs == "EPSG:32630" and gt.band_names == g.band_names
 
 
@@ -125,7 +126,7 @@ ROUND_TRIP = [
         [
             GridSampler(Patcher(Rectangular(8), RandomPositions(5), Gaussian(0.2), Mean())),
             ApplyToChips(gx.Identity(), 3),
-            Stitch(OverlapAdd(fill=1.5)),
+            Stitch(OverlapAdd(fill_value=1.5)),
         ]
     ),
     GridSampler(Patcher(Rectangular(4), ExplicitPositions([(0, 1), (2, 3)]), Triangular())),

@@ -152,7 +152,7 @@ def test_mean_and_max_aggregations() -> None:
 
 def test_random_positions_cover_what_they_sample_and_fill_the_rest() -> None:
     x = jax.random.normal(jax.random.key(3), (2, 40, 40)) + 10
-    p = Patcher(Rectangular(8), RandomPositions(6), Hann(), OverlapAdd(fill=-1.0))
+    p = Patcher(Rectangular(8), RandomPositions(6), Hann(), OverlapAdd(fill_value=-1.0))
     key = jax.random.key(7)
     chips = GridSampler(p)(x, key=key)
     out = np.asarray(jax.jit(lambda v, k: Patchwise(p, gx.Identity(), 4)(v, key=k))(x, key))
@@ -177,7 +177,7 @@ def test_explicit_positions_in_scene_pixels_with_margin() -> None:
     np.testing.assert_array_equal(chips.scene_positions(), [[0, 0], [14, 14], [3, 9]])
     out = np.asarray(Stitch()(chips))
     np.testing.assert_array_equal(out[:, 3:9, 9:15], x[:, 3:9, 9:15])
-    assert (out[:, 10:14, 0:6] == 0).all()  # uncovered -> fill
+    assert (out[:, 10:14, 0:6] == 0).all()  # uncovered -> fill_value
     with pytest.raises(gx.errors.ShapeError, match="outside"):
         GridSampler(Patcher(Rectangular(6), ExplicitPositions([(16, 0)])))(x)
 

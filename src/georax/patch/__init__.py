@@ -8,15 +8,15 @@ thing as three pipeline steps with a :class:`Chips` carrier between them. The pu
 """
 
 from georax.patch import sharding, streaming
-from georax.patch.aggregation import Aggregation, ByIndex, Max, Mean, OverlapAdd
+from georax.patch.aggregation import Aggregation, ByIndex, ChipStack, Max, Mean, OverlapAdd
 from georax.patch.chips import Chips
-from georax.patch.extract import extract_patches, pad_scene
-from georax.patch.geometry import Rectangular, regular_starts
+from georax.patch.extract import crop_padding, extract_patches, pad_scene, source_index
+from georax.patch.geometry import ChipOffsets, ChipsShape, Rectangular, regular_starts
 from georax.patch.operators import ApplyToChips, GridSampler, Patchwise, Stitch
 from georax.patch.patcher import Patcher
 from georax.patch.samplers import ExplicitPositions, RandomPositions, RegularStride, Sampler
 from georax.patch.sharding import chip_mesh, sharded_patchwise
-from georax.patch.stitch import accumulate, map_chips, patchwise, stitch
+from georax.patch.stitch import accumulate, grid_normaliser, map_chips, patchwise, stitch
 from georax.patch.streaming import stream_patchwise
 from georax.patch.window_ops import Boxcar, Gaussian, Hann, Triangular, Tukey, Window
 from georax.patch.windows import window_1d, window_2d
@@ -31,7 +31,10 @@ __all__ = [
     "ApplyToChips",
     "Boxcar",
     "ByIndex",
+    "ChipOffsets",
+    "ChipStack",
     "Chips",
+    "ChipsShape",
     "ExplicitPositions",
     "Gaussian",
     "GridSampler",
@@ -50,11 +53,14 @@ __all__ = [
     "Tukey",
     "Window",
     "accumulate",
+    "crop_padding",
     "extract_patches",
+    "grid_normaliser",
     "map_chips",
     "pad_scene",
     "patchwise",
     "regular_starts",
+    "source_index",
     "stitch",
     "window_1d",
     "window_2d",

@@ -1,33 +1,38 @@
 """Chips: the carrier that flows between GridSampler, ApplyToChips and Stitch.
 
-A chip stack plus everything needed to put it back: each chip's position, the patcher that cut
-it (its window and aggregation) and the source scene's shape, padding and georeferencing. Like
-:class:`georax.GeoTensor` it is a :class:`~georax.core.carrier.Carrier` whose only float leaf is
-``values``, so pixel-preserving operators (``map_values``) run on a whole stack unchanged, and it
-passes through ``jit``/``vmap``/``grad``.
+A chip stack plus everything needed to put it back: each chip's position, the window and
+aggregation of the patcher that cut it, and the source scene's shape, padding and
+georeferencing. Like :class:`georax.GeoTensor` it is a :class:`~georax.core.carrier.Carrier`
+whose only float leaf is ``values``, so any operator that rebuilds its input with
+:meth:`~georax.core.carrier.Carrier.replace` (every georax operator) runs on a whole stack
+unchanged -- ``NDVI()(chips)`` is a stack of one-band chips named ``NDVI`` -- and it passes through
+``jit``/``vmap``/``grad``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from affine import Affine
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, Shaped
 
-from georax.core.carrier import Carrier
+from georax.core.errors import ShapeError
 from georax.core.operator import static
-from georax.tensor.geotensor import GeoTensor
+from georax.patch.aggregation import Aggregation, ChipStack
+from georax.patch.extract import Pads, crop_padding
+from georax.patch.geometry import ChipOffsets
+from georax.patch.stitch import stitch
+from georax.patch.window_ops import Window
+from georax.tensor.geotensor import GeoTensor, apply_transform, window_transform
+from georax.tensor.grid import Grid, MissingGeoreferenceError
 
-if TYPE_CHECKING:
-    from georax.patch.patcher import Patcher
-
-Grid = tuple[tuple[int, ...], tuple[int, ...]]
+__all__ = ["Chips"]
 
 
-class Chips(Carrier):
+class Chips(ChipStack):
     """A stack of chips cut from one scene, with their positions and the scene's metadata.
 
     **Arguments:**
@@ -35,20 +40,25 @@ class Chips(Carrier):
     - `values`: ``(n, *band, h, w)`` chip values.
     - `positions`: ``(n, 2)`` int32 top-left ``(row, col)`` of each chip in the *padded* scene
       (an array leaf: random samplers produce traced positions).
-    - `patcher`: the :class:`~georax.patch.Patcher` that cut the chips (window, aggregation).
+    - `chip`: ``(h, w)`` the chips were cut at (stitching refuses chips of another size).
+    - `window`: the patcher's :class:`~georax.patch.Window` (weights for overlap-add).
+    - `aggregation`: the patcher's :class:`~georax.patch.Aggregation` (the default for
+      :meth:`stitch`).
     - `scene_shape`: ``(H, W)`` of the unpadded source scene.
     - `pads`: ``((top, bottom), (left, right))`` padding applied before cutting.
-    - `grid`: per-axis chip starts when positions form a regular grid, else None.
+    - `offsets`: per-axis chip starts when positions form a regular grid, else None.
     - `transform`, `crs`, `fill_value`, `band_names`: the source scene's georeferencing.
-    - `geo`: whether the source was a GeoTensor (Stitch then returns one).
+    - `geo`: whether the source was a GeoTensor (stitching then returns one).
     """
 
     values: jax.Array
     positions: jax.Array
-    patcher: Patcher = static()
+    chip: tuple[int, int] = static()
+    window: Window = static()
+    aggregation: Aggregation = static()
     scene_shape: tuple[int, int] = static()
-    pads: tuple[tuple[int, int], tuple[int, int]] = static()
-    grid: Grid | None = static(default=None)
+    pads: Pads = static()
+    offsets: ChipOffsets | None = static(default=None)
     transform: Affine = static(default=Affine.identity())
     crs: str | None = static(default=None)
     fill_value: float | int | None = static(default=None)
@@ -61,7 +71,7 @@ class Chips(Carrier):
 
     @property
     def chip_shape(self) -> tuple[int, int]:
-        """``(h, w)`` of one chip."""
+        """``(h, w)`` of the chips as they are now (equal to :attr:`chip` unless resized)."""
         return int(self.values.shape[-2]), int(self.values.shape[-1])
 
     @property
@@ -69,6 +79,19 @@ class Chips(Carrier):
         """``(H, W)`` of the padded scene the positions refer to."""
         (t, b), (lft, r) = self.pads
         return self.scene_shape[0] + t + b, self.scene_shape[1] + lft + r
+
+    @property
+    def grid(self) -> Grid:
+        """The georeferenced :class:`georax.tensor.Grid` of the source scene (not of a chip).
+
+        **Raises:** :class:`~georax.tensor.MissingGeoreferenceError` when the chips were cut from
+        a plain array or a scene without a CRS.
+        """
+        if not self.geo or self.crs is None:
+            raise MissingGeoreferenceError(
+                "Chips.grid: these chips were cut from a scene without a CRS and transform"
+            )
+        return Grid.coerce((self.crs, self.transform, self.scene_shape))
 
     def scene_positions(self) -> Int[Array, "n 2"]:
         """Chip top-left ``(row, col)`` in unpadded scene pixels (negative inside the padding)."""
@@ -82,20 +105,69 @@ class Chips(Carrier):
         """
         t = self.transform
         rc = self.scene_positions().astype(jnp.result_type(float))
-        row, col = rc[:, 0], rc[:, 1]
-        c = t.c + t.a * col + t.b * row
-        f = t.f + t.d * col + t.e * row
-        n = rc.shape[0]
-        full = lambda v: jnp.full((n,), v, c.dtype)  # noqa: E731
-        return jnp.stack([full(t.a), full(t.b), c, full(t.d), full(t.e), f], axis=1)
+        c, f = apply_transform(t, rc[:, 1], rc[:, 0])
+        full = jnp.ones_like(c)
+        return jnp.stack([full * t.a, full * t.b, c, full * t.d, full * t.e, f], axis=1)
 
     def chip_transform(self, i: int) -> Affine:
         """The exact (float64, host-side) :class:`affine.Affine` of chip ``i``."""
         row, col = (int(v) for v in np.asarray(self.scene_positions())[i])
-        return self.transform @ Affine.translation(col, row)
+        return window_transform(self.transform, col, row)
 
     def geotensor(self, i: int) -> GeoTensor:
         """Chip ``i`` as a :class:`GeoTensor` with its own transform (host-side, concrete)."""
+        values = self.values[i]
         return GeoTensor(
-            self.values[i], self.chip_transform(i), self.crs, self.fill_value, self.band_names
+            values=values,
+            transform=self.chip_transform(i),
+            crs=self.crs,
+            fill_value=self.fill_value,
+            band_names=self._scene_names(values),
         )
+
+    def as_scene(self, values: Shaped[Array, "*band H W"]) -> jax.Array | GeoTensor:
+        """A stitched ``(*band, H, W)`` array with the source scene's georeferencing re-attached
+        (a GeoTensor when the chips came from one; band names kept when the count matches)."""
+        if not self.geo:
+            return values
+        return GeoTensor(
+            values=values,
+            transform=self.transform,
+            crs=self.crs,
+            fill_value=self.fill_value,
+            band_names=self._scene_names(values),
+        )
+
+    def _scene_names(self, values: jax.Array) -> tuple[str, ...] | None:
+        names = self.band_names
+        shape = jnp.shape(values)
+        if names is None or len(shape) < 3 or shape[-3] != len(names):
+            return None
+        return names
+
+    def stitch(self, aggregation: Aggregation | None = None) -> jax.Array | GeoTensor | Chips:
+        """Put the chips back into their scene with ``aggregation`` (default: the patcher's).
+
+        **Returns:** an array or GeoTensor (like the scene the chips came from) of the scene's
+        shape; the chips unchanged for :class:`~georax.patch.ByIndex`.
+
+        **Raises:** :class:`~georax.errors.ShapeError` when an operator changed the chip size.
+        """
+        agg = self.aggregation if aggregation is None else aggregation
+        if agg.kind == "by_index":
+            return self
+        if self.chip_shape != tuple(self.chip):
+            raise ShapeError(
+                f"chips of shape {self.chip_shape} cannot be stitched: they were cut as "
+                f"{tuple(self.chip)} chips and positions refer to that size"
+            )
+        out = stitch(
+            self.values,
+            self.positions,
+            self.padded_shape,
+            weights=self.window.weights_1d(self.chip),
+            aggregation=agg.kind,
+            offsets=self.offsets,
+            fill_value=agg.fill_value,
+        )
+        return self.as_scene(crop_padding(out, self.pads, self.scene_shape))

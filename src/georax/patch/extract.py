@@ -1,20 +1,65 @@
-"""Pure chip extraction: pad a scene, cut chips at given positions (jnp in, jnp out)."""
+"""Pure chip extraction: pad a scene, cut chips at given positions, crop the padding off.
+
+``jnp`` in, ``jnp`` out, no config. Padding is exactly NumPy's (``reflect``, ``edge``,
+``constant``) for every pad width, including pads wider than the scene, and its trace-time cost
+does not grow with the pad: ``jnp.pad`` in reflect mode adds at most ``size - 1`` pixels per
+pass and loops in Python until the pad is reached, so a pad of a million pixels on a 2-pixel axis
+traced a million slices. Pads wider than one reflection are done here as one gather along each
+axis, with source indices computed in closed form (:func:`source_index`).
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, Int, Shaped
 
-PAD_MODES = ("reflect", "edge", "constant")
+from georax.core.errors import ConfigError
+
+__all__ = ["PADDING_MODES", "crop_padding", "extract_patches", "pad_scene", "source_index"]
+
+PADDING_MODES = ("reflect", "edge", "constant")
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def source_index(n: int, pad: tuple[int, int], padding: str) -> Int[np.ndarray, " m"]:
+    """For each index of an axis of length ``n`` padded by ``pad = (before, after)``, the source
+    index it copies (``-1`` where ``padding="constant"`` puts the constant).
+
+    Closed form, so the cost is one vectorised pass over the padded axis whatever the pad:
+    ``reflect`` mirrors without repeating the edge (period ``2 (n - 1)``; a 1-pixel axis
+    reflects to itself), ``edge`` clamps.
+
+    **Arguments:**
+
+    - `n`: the axis length (``>= 1``).
+    - `pad`: pixels added before and after.
+    - `padding`: one of :data:`PADDING_MODES`.
+
+    **Returns:** an int64 array of length ``before + n + after``; equal to
+    ``np.pad(np.arange(n), pad, mode=padding)`` for ``reflect`` and ``edge``.
+    """
+    before, after = int(pad[0]), int(pad[1])
+    i = np.arange(-before, n + after, dtype=np.int64)
+    if padding == "constant":
+        return np.where((i >= 0) & (i < n), i, -1)
+    if padding == "edge" or n == 1:
+        return np.clip(i, 0, n - 1)
+    if padding == "reflect":
+        period = 2 * (n - 1)
+        m = np.mod(i, period)
+        return np.where(m < n, m, period - m)
+    raise ConfigError("pad_scene", "padding", padding, f"expected one of {PADDING_MODES}")
 
 
 def pad_scene(
     x: Shaped[Array, "*band H W"],
-    pads: tuple[tuple[int, int], tuple[int, int]],
-    mode: str = "reflect",
-    value: float = 0.0,
+    pads: Pads,
+    padding: str = "reflect",
+    fill_value: float = 0.0,
 ) -> Shaped[Array, "*band Hp Wp"]:
     """Pad the two spatial axes of ``x`` by ``pads = ((top, bottom), (left, right))``.
 
@@ -22,20 +67,41 @@ def pad_scene(
 
     - `x`: the scene, bands-first.
     - `pads`: pixels to add on each side of rows and columns.
-    - `mode`: ``"reflect"`` (mirror without repeating the edge pixel, NumPy's ``reflect``),
-      ``"edge"`` (repeat the edge pixel) or ``"constant"`` (``value``).
-    - `value`: the constant for ``mode="constant"``.
+    - `padding`: ``"reflect"`` (mirror without repeating the edge pixel, NumPy's ``reflect``),
+      ``"edge"`` (repeat the edge pixel) or ``"constant"`` (``fill_value``).
+    - `fill_value`: the constant for ``padding="constant"``.
 
     **Returns:** the padded scene (``x`` itself when every pad is 0).
     """
+    if padding not in PADDING_MODES:
+        raise ConfigError("pad_scene", "padding", padding, f"expected one of {PADDING_MODES}")
     if not any(p for pair in pads for p in pair):
         return x
     widths = [(0, 0)] * (x.ndim - 2) + [tuple(pads[0]), tuple(pads[1])]
-    if mode == "constant":
-        return jnp.pad(x, widths, mode="constant", constant_values=value)
-    if mode == "reflect" and (x.shape[-2] == 1 or x.shape[-1] == 1):
-        mode = "edge"  # reflecting a single pixel is the edge pixel
-    return jnp.pad(x, widths, mode=mode)
+    if padding == "constant":
+        return jnp.pad(x, widths, mode="constant", constant_values=fill_value)
+    if padding == "edge":
+        return jnp.pad(x, widths, mode="edge")
+    out = x
+    for axis, pad in ((-2, pads[0]), (-1, pads[1])):
+        n = int(x.shape[axis])
+        if max(pad) == 0:
+            continue
+        if max(pad) < n:  # one reflection: jnp.pad does it in a single pass of slices
+            w = [(0, 0)] * out.ndim
+            w[axis] = tuple(pad)
+            out = jnp.pad(out, w, mode="reflect")
+        else:  # wider than the axis: one gather with closed-form indices, no trace-time loop
+            out = jnp.take(out, jnp.asarray(source_index(n, pad, "reflect")), axis=axis)
+    return out
+
+
+def crop_padding(
+    v: Shaped[Array, "*band Hp Wp"], pads: Pads, scene: tuple[int, int]
+) -> Shaped[Array, "*band H W"]:
+    """Undo :func:`pad_scene`: the ``scene``-sized window of ``v`` after the top/left pads."""
+    (t, _), (lft, _) = pads
+    return v[..., t : t + scene[0], lft : lft + scene[1]]
 
 
 def extract_patches(

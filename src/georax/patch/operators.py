@@ -12,10 +12,18 @@ Two ways to run an operator chip by chip:
   positions + scene metadata), :class:`ApplyToChips` maps an operator over the stack in vmapped
   batches, :class:`Stitch` puts it back. Between the steps the
   chips are an ordinary carrier: other operators can inspect or transform them (active learning
-  scores them, ``Chips.transforms()`` gives each chip's georeferencing).
+  scores them, ``Chips.transforms()`` gives each chip's georeferencing, and any georax operator
+  maps over the whole stack: ``Sequential([GridSampler(p), NDVI(), Stitch()])``).
 
 The inner operator sees each chip as a plain array ``(*band, h, w)`` (its georeferencing differs
 per chip and is traced, so it cannot be a static GeoTensor transform; use ``Chips`` for that).
+
+Pricing (:meth:`georax.Operator.precheck`): the containers price their patcher, count the batches
+they unroll at trace time, and price their inner operator on one chip's shape with the trace-step
+limit divided by that count, so nesting multiplies into one bounded total
+(:mod:`georax.patch.pricing`). A container whose inner operator holds another batch loop does not
+unroll its own (it is a ``scan``), so nested patching traces the innermost operator at most
+:data:`~georax.patch.stitch.MAX_UNROLLED_BATCHES` times, not that number to the power of the depth.
 """
 
 from __future__ import annotations
@@ -27,10 +35,22 @@ import jax
 from georax.core.carrier import values_of
 from georax.core.errors import ShapeError
 from georax.core.operator import Operator, static
-from georax.patch.aggregation import Aggregation
+from georax.core.sandbox import Limits
+from georax.patch.aggregation import Aggregation, stitched_shape
 from georax.patch.chips import Chips
+from georax.patch.geometry import ChipsShape
 from georax.patch.patcher import Patcher
-from georax.patch.stitch import map_chips
+from georax.patch.pricing import check_trace_steps, inner_limits
+from georax.patch.stitch import ChipFn, map_chips, unrolled_batches
+
+__all__ = [
+    "ApplyToChips",
+    "GridSampler",
+    "Patchwise",
+    "Stitch",
+    "chip_function",
+    "has_batch_loop",
+]
 
 
 def _check_batch(op: Operator) -> None:
@@ -39,11 +59,37 @@ def _check_batch(op: Operator) -> None:
         op.fail("batch_size", "must be a positive int")
 
 
-def _chip_fn(operator: Operator) -> Any:
+def chip_function(operator: Operator) -> ChipFn:
+    """``fn(chip, key_or_None) -> array``: ``operator`` on one chip, as the batch loops call it."""
+
     def fn(chip: jax.Array, key: jax.Array | None) -> jax.Array:
         return values_of(operator(chip) if key is None else operator(chip, key=key))
 
     return fn
+
+
+def has_batch_loop(operator: Operator) -> bool:
+    """Whether ``operator`` is or contains a :class:`Patchwise` or :class:`ApplyToChips`."""
+    loops = (Patchwise, ApplyToChips)
+    leaves = jax.tree.leaves(operator, is_leaf=lambda m: isinstance(m, loops))
+    return any(isinstance(leaf, loops) for leaf in leaves)
+
+
+def _unroll_cap(operator: Operator) -> int | None:
+    """0 (always a scan) when the inner operator has its own batch loop, else the default."""
+    return 0 if has_batch_loop(operator) else None
+
+
+def _price_batches(
+    who: str, operator: Operator, batch_size: int, chips: tuple[int, ...], limits: Limits
+) -> tuple[int, ...]:
+    """Price a batch loop over ``chips = (n, *chip)``: its unrolled trace steps, then the inner
+    operator on one chip with the trace-step limit divided by them. Returns the chip output."""
+    n = int(chips[0])
+    steps = unrolled_batches(n, batch_size, _unroll_cap(operator))
+    what = f"{n} chips in batches of {batch_size} traced as {steps} unrolled batches"
+    check_trace_steps(steps, limits, who, "batch_size", what)
+    return tuple(operator.precheck(tuple(chips[1:]), inner_limits(limits, steps)))
 
 
 class Patchwise(Operator):
@@ -77,7 +123,24 @@ class Patchwise(Operator):
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if isinstance(x, Chips):
             raise ShapeError("Patchwise takes a scene, got Chips; use ApplyToChips on chips")
-        return self.patcher.apply(x, _chip_fn(self.operator), batch_size=self.batch_size, key=key)
+        return self.patcher.apply(
+            x,
+            chip_function(self.operator),
+            batch_size=self.batch_size,
+            key=key,
+            max_unrolled=_unroll_cap(self.operator),
+        )
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Price the patcher on ``shape``, the batch loop, and the operator on one chip.
+
+        **Returns:** ``(*band_out, H, W)``, or the per-chip outputs' shape for ``ByIndex``.
+        """
+        chips = self.patcher.precheck(shape, limits, who="Patchwise.patcher")
+        out = _price_batches("Patchwise", self.operator, self.batch_size, chips, limits)
+        if chips.kind == "by_index":
+            return chips.with_chip(out)
+        return (*out[:-2], *chips.scene)
 
 
 class GridSampler(Operator):
@@ -100,13 +163,18 @@ class GridSampler(Operator):
             raise ShapeError("GridSampler takes a scene, got Chips (already sampled)")
         return self.patcher.extract(x, key=key)
 
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> ChipsShape:
+        """Price the patcher on ``shape``; returns the chip stack's shape (see ChipsShape)."""
+        return self.patcher.precheck(shape, limits, who="GridSampler.patcher")
+
 
 class ApplyToChips(Operator):
     """Map ``operator`` over every chip of a :class:`Chips`, ``batch_size`` chips at a time.
 
     Batches run one after another, each vmapped (:func:`georax.patch.map_chips`: unrolled at
-    trace time, or ``jax.lax.map(..., batch_size=...)`` past ``MAX_UNROLLED_BATCHES``), so memory
-    is bounded by one batch of the operator's intermediates. Positions and metadata are kept.
+    trace time, or ``jax.lax.map(..., batch_size=...)`` past ``MAX_UNROLLED_BATCHES`` or when
+    ``operator`` holds a batch loop itself), so memory is bounded by one batch of the operator's
+    intermediates. Positions and metadata are kept.
 
     **Arguments:**
 
@@ -127,8 +195,25 @@ class ApplyToChips(Operator):
             raise ShapeError(
                 f"ApplyToChips expects Chips (from GridSampler), got {type(x).__name__}"
             )
-        out = map_chips(_chip_fn(self.operator), x.values, batch_size=self.batch_size, key=key)
+        out = map_chips(
+            chip_function(self.operator),
+            x.values,
+            batch_size=self.batch_size,
+            key=key,
+            max_unrolled=_unroll_cap(self.operator),
+        )
         return x.replace(values=out)
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Price the batch loop over ``shape = (n, *band, h, w)`` and the operator on one chip."""
+        if len(shape) < 3:
+            raise ShapeError(
+                f"ApplyToChips expects Chips (n, *band, h, w), got an input of shape {shape}"
+            )
+        out = _price_batches("ApplyToChips", self.operator, self.batch_size, shape, limits)
+        if isinstance(shape, ChipsShape):
+            return shape.with_chip(out)
+        return (int(shape[0]), *out)
 
 
 class Stitch(Operator):
@@ -149,9 +234,9 @@ class Stitch(Operator):
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not isinstance(x, Chips):
             raise ShapeError(f"Stitch expects Chips (from GridSampler), got {type(x).__name__}")
-        if tuple(x.chip_shape) != tuple(x.patcher.chip):
-            raise ShapeError(
-                f"chips of shape {x.chip_shape} cannot be stitched by a patcher cutting "
-                f"{x.patcher.chip} chips"
-            )
-        return x.patcher.stitch(x, self.aggregation)
+        return x.stitch(self.aggregation)
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Stitching gives back the scene the chips were cut from (see ChipsShape)."""
+        kind = None if self.aggregation is None else self.aggregation.kind
+        return stitched_shape(shape, kind, "Stitch")

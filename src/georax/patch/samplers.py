@@ -2,49 +2,67 @@
 
 A sampler maps ``(scene shape, chip shape)`` to an ``(n, 2)`` integer array of chip top-left
 ``(row, col)`` positions in padded-scene coordinates. Regular and explicit samplers are static
-(NumPy, known at trace time, so a regular grid also exposes its per-axis starts, which lets the
-stitcher compute the normaliser separably); the random sampler draws positions from a ``key``
-inside the compiled program.
+(NumPy, known at trace time, so a regular grid also exposes its per-axis
+:data:`~georax.patch.geometry.ChipOffsets`, which lets the stitcher compute the normaliser
+separably); the random sampler draws positions from a ``key`` inside the compiled program.
 """
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from georax.core.errors import MissingKeyError
+from georax.core.errors import MissingKeyError, ShapeError
 from georax.core.operator import Operator, as_tuple, static
-from georax.patch.geometry import _is_int_pair, _pair, as_pair, regular_starts
+from georax.patch.geometry import (
+    ChipOffsets,
+    as_pair,
+    is_int_pair,
+    regular_count,
+    regular_starts,
+    to_pair,
+)
 
-Grid = tuple[tuple[int, ...], tuple[int, ...]]
+__all__ = ["ExplicitPositions", "RandomPositions", "RegularStride", "Sampler"]
+
+
+def _shape_pair(value: Any) -> bool:
+    return isinstance(value, tuple | list) and len(value) == 2 and is_int_pair(tuple(value), 1)
 
 
 class Sampler(Operator):
-    """Abstract sampler. Subclasses implement :meth:`positions` (and :meth:`grid` if regular).
+    """Abstract sampler. Subclasses implement :meth:`positions` and :meth:`count` (and
+    :meth:`offsets` if their positions form a regular grid); they are final.
 
     Calling a sampler on ``(scene_shape, chip_shape)`` returns :meth:`positions`.
     """
 
+    @abc.abstractmethod
     def positions(
         self, scene: tuple[int, int], chip: tuple[int, int], key: jax.Array | None = None
     ) -> Any:
         """``(n, 2)`` chip positions (row, col) in the padded scene of shape ``scene``."""
-        raise NotImplementedError
 
-    def grid(self, scene: tuple[int, int], chip: tuple[int, int]) -> Grid | None:
+    @abc.abstractmethod
+    def count(self, scene: tuple[int, int], chip: tuple[int, int]) -> int:
+        """How many chips :meth:`positions` returns (static, computed without building them)."""
+
+    def offsets(self, scene: tuple[int, int], chip: tuple[int, int]) -> ChipOffsets | None:
         """Per-axis starts when positions are their Cartesian product, else None."""
         return None
 
-    def count(self, scene: tuple[int, int], chip: tuple[int, int]) -> int:
-        """How many chips :meth:`positions` returns (static)."""
-        raise NotImplementedError
-
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        scene, chip = x
-        return self.positions(_pair(scene), _pair(chip), key)
+        pair = tuple(x) if isinstance(x, tuple | list) else None
+        if pair is None or len(pair) != 2 or not all(_shape_pair(p) for p in pair):
+            raise ShapeError(
+                f"{type(self).__name__} takes (scene_shape, chip_shape), two (rows, cols) pairs "
+                f"of positive ints, got {type(x).__name__}"
+            )
+        return self.positions(to_pair(pair[0]), to_pair(pair[1]), key)
 
 
 class RegularStride(Sampler):
@@ -63,32 +81,33 @@ class RegularStride(Sampler):
     stride: tuple[int, int] = static(converter=as_pair)
 
     def __check_init__(self) -> None:
-        if not _is_int_pair(self.stride, 1):
+        if not is_int_pair(self.stride, 1):
             self.fail("stride", "must be a positive int or a pair of positive ints")
 
-    def grid(self, scene: tuple[int, int], chip: tuple[int, int]) -> Grid:
-        s = _pair(self.stride)
+    def offsets(self, scene: tuple[int, int], chip: tuple[int, int]) -> ChipOffsets:
+        s = to_pair(self.stride)
         rows = regular_starts(scene[0], chip[0], s[0])
         cols = regular_starts(scene[1], chip[1], s[1])
-        return tuple(int(r) for r in rows), tuple(int(c) for c in cols)
+        return tuple(rows.tolist()), tuple(cols.tolist())
 
     def positions(
         self, scene: tuple[int, int], chip: tuple[int, int], key: jax.Array | None = None
     ) -> np.ndarray:
-        rows, cols = self.grid(scene, chip)
+        rows, cols = self.offsets(scene, chip)
         rr, cc = np.meshgrid(np.asarray(rows), np.asarray(cols), indexing="ij")
         return np.stack([rr.ravel(), cc.ravel()], axis=1).astype(np.int32)
 
     def count(self, scene: tuple[int, int], chip: tuple[int, int]) -> int:
-        rows, cols = self.grid(scene, chip)
-        return len(rows) * len(cols)
+        s = to_pair(self.stride)
+        return regular_count(scene[0], chip[0], s[0]) * regular_count(scene[1], chip[1], s[1])
 
 
 class RandomPositions(Sampler):
     """``n`` chips at uniformly random positions, drawn from an explicit ``key``.
 
     Positions are traced (``jax.random.randint``), so the same compiled program samples new chips
-    for every key. Pixels no chip covers are filled by the aggregation's ``fill`` when stitching.
+    for every key. Pixels no chip covers are filled by the aggregation's ``fill_value`` when
+    stitching.
 
     **Arguments:**
 
@@ -134,9 +153,11 @@ class ExplicitPositions(Sampler):
         if (
             not isinstance(pts, tuple)
             or len(pts) == 0
-            or not all(_is_int_pair(p, 0) and isinstance(p, tuple) for p in pts)
+            or not all(is_int_pair(p, 0) and isinstance(p, tuple) for p in pts)
         ):
             self.fail("points", "needs one or more (row, col) pairs of non-negative ints")
+        if any(v >= 2**31 for p in pts for v in p):
+            self.fail("points", "coordinates must be below 2**31 (int32 chip positions)")
 
     def positions(
         self, scene: tuple[int, int], chip: tuple[int, int], key: jax.Array | None = None

@@ -17,13 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from georax.core.carrier import values_of
+from georax.core.carrier import Carrier, values_of
 from georax.core.errors import ConfigError, ShapeError
-from georax.patch.extract import pad_scene
-from georax.patch.operators import Patchwise, _chip_fn
-from georax.patch.patcher import Patcher, _scene_hw
+from georax.patch.extract import crop_padding, pad_scene
+from georax.patch.operators import Patchwise, chip_function, has_batch_loop
+from georax.patch.patcher import Patcher
 from georax.patch.stitch import finish_stitch, patchwise_accumulate
-from georax.tensor.geotensor import GeoTensor
 
 AXIS = "chips"
 
@@ -32,6 +31,35 @@ def chip_mesh(devices: Any = None) -> Mesh:
     """A 1-D :class:`jax.sharding.Mesh` named ``"chips"`` over ``devices`` (default: all)."""
     devs = np.asarray(jax.devices() if devices is None else list(devices))
     return Mesh(devs.reshape(-1), (AXIS,))
+
+
+def _checked(op: Any, mesh: Mesh | None) -> tuple[Mesh, str]:
+    """Validate the arguments; return the mesh to use and the aggregation kind."""
+    if not isinstance(op, Patchwise):
+        raise ConfigError("sharded_patchwise", "op", op, "must be a georax.patch.Patchwise")
+    mesh = chip_mesh() if mesh is None else mesh
+    if AXIS not in mesh.axis_names:
+        raise ConfigError("sharded_patchwise", "mesh", mesh.axis_names, f"needs an {AXIS!r} axis")
+    kind = op.patcher.aggregation.kind
+    if kind == "by_index":
+        raise ConfigError("sharded_patchwise", "aggregation", kind, "ByIndex is not stitched")
+    return mesh, kind
+
+
+def _whole_shards(
+    positions: Any, devices: int, key: jax.Array | None
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Pad the chip list to a multiple of ``devices``: positions, a validity mask, per-chip keys.
+
+    Padding chips sit at ``(0, 0)`` and are invalid, so they add nothing to any canvas.
+    """
+    pos = jnp.asarray(positions, jnp.int32)
+    n = int(pos.shape[0])
+    n_pad = -(-n // devices) * devices
+    pos = jnp.concatenate([pos, jnp.zeros((n_pad - n, 2), jnp.int32)])
+    valid = jnp.arange(n_pad) < n
+    keys = None if key is None else jax.random.split(key, n_pad)
+    return pos, valid, keys
 
 
 def sharded_patchwise(
@@ -50,31 +78,17 @@ def sharded_patchwise(
     Jit-compatible; ``ByIndex`` aggregation is not supported here (use ``jax.jit`` with a
     sharded chip stack instead).
     """
-    if not isinstance(op, Patchwise):
-        raise ConfigError("sharded_patchwise", "op", op, "must be a georax.patch.Patchwise")
-    mesh = chip_mesh() if mesh is None else mesh
-    if AXIS not in mesh.axis_names:
-        raise ConfigError("sharded_patchwise", "mesh", mesh.axis_names, f"needs an {AXIS!r} axis")
+    mesh, kind = _checked(op, mesh)
     p: Patcher = op.patcher
-    mode = p.aggregation.mode
-    if mode == "by_index":
-        raise ConfigError("sharded_patchwise", "aggregation", mode, "ByIndex is not stitched")
-    v = values_of(x)
-    scene = _scene_hw(v)
+    scene = p.check_scene(x)
     pads = p.pads(scene)
-    xp = pad_scene(v, pads, p.padding, p.pad_value)
+    xp = pad_scene(values_of(x), pads, p.padding, p.fill_value)
     k_pos, k_fn = (None, None) if key is None else tuple(jax.random.split(key))
-    pos, grid = p.layout(scene, k_pos)
-    pos = jnp.asarray(pos, jnp.int32)
-    n = int(pos.shape[0])
-    d = int(mesh.shape[AXIS])
-    n_pad = -(-n // d) * d
-    pos = jnp.concatenate([pos, jnp.zeros((n_pad - n, 2), jnp.int32)])
-    valid = jnp.arange(n_pad) < n
-    keys = None if k_fn is None else jax.random.split(k_fn, n_pad)
+    pos, offsets = p.layout(scene, k_pos)
+    pos, valid, keys = _whole_shards(pos, int(mesh.shape[AXIS]), k_fn)
     weights = p.weights_1d()
-    fn = _chip_fn(op.operator)
-    need_norm = grid is None
+    fn = chip_function(op.operator)
+    cap = 0 if has_batch_loop(op.operator) else None
 
     def local(xr: jax.Array, pr: jax.Array, vr: jax.Array, kr: Any) -> tuple[jax.Array, ...]:
         canvas, norm = patchwise_accumulate(
@@ -84,12 +98,13 @@ def sharded_patchwise(
             p.chip,
             batch_size=op.batch_size,
             weights=weights,
-            mode=mode,
-            need_norm=need_norm,
+            aggregation=kind,
+            need_norm=offsets is None,
             valid=vr,
             keys=kr,
+            max_unrolled=cap,
         )
-        combine = jax.lax.pmax if mode == "max" else jax.lax.psum
+        combine = jax.lax.pmax if kind == "max" else jax.lax.psum
         return combine(canvas, AXIS), jax.lax.psum(norm, AXIS)
 
     spec = PartitionSpec(AXIS)
@@ -105,12 +120,12 @@ def sharded_patchwise(
         raise ShapeError(f"stitched canvas has shape {canvas.shape}")
     out = finish_stitch(
         canvas,
-        None if grid is not None else norm,
+        None if offsets is not None else norm,
         p.chip,
         weights=weights,
-        mode=mode,
-        grid=grid,
-        fill=p.aggregation.fill,
+        aggregation=kind,
+        offsets=offsets,
+        fill_value=p.aggregation.fill_value,
     )
-    out = p._crop(out, pads, scene)
-    return x.replace(values=out) if isinstance(x, GeoTensor) else out
+    out = crop_padding(out, pads, scene)
+    return x.replace(values=out) if isinstance(x, Carrier) else out

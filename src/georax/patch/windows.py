@@ -1,4 +1,4 @@
-"""Pure window functions for weighted overlap-add (NumPy in, NumPy out, no config).
+"""Pure window functions for weighted overlap-add (NumPy profiles, one JAX product; no config).
 
 Every window is sampled at *pixel centres*, ``t_i = (i + 0.5) / n`` for ``i = 0 .. n-1``, not at
 the integer end points ``0`` and ``n - 1`` that :mod:`scipy.signal.windows` uses. Sampling at the
@@ -11,12 +11,18 @@ Hence every covered pixel has a strictly positive accumulated weight and normali
 an identity pipeline reconstructs the input to float32 round-off everywhere.
 
 The windows are computed on the host (they depend only on static config: the chip size and the
-window's parameters) and enter compiled programs as small constants. 2-D windows are separable
-(outer products), which the stitcher uses to compute the normaliser of a regular grid in 1-D.
+window's parameters) and enter compiled programs as small 1-D constants. 2-D windows are separable
+(outer products): compiled code forms them with :func:`separable` from the two 1-D vectors, and the
+stitcher computes the normaliser of a regular grid in 1-D. :func:`window_2d` (a host array of
+``h * w`` weights) is for inspection and plots only.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
@@ -26,6 +32,9 @@ WINDOW_FLOOR = 1e-6
 """Smallest window weight, relative to the peak: keeps every weight strictly positive."""
 
 WINDOW_NAMES = ("boxcar", "hann", "triangular", "tukey", "gaussian")
+
+Weights1D = tuple[np.ndarray, np.ndarray]
+"""A separable window: float64 ``(rows (h,), cols (w,))`` weights."""
 
 
 def _centres(n: int) -> np.ndarray:
@@ -102,3 +111,16 @@ def window_2d(
     """The separable 2-D window ``outer(window_1d(h), window_1d(w))`` as float32."""
     h, w = shape
     return np.outer(window_1d(name, h, param), window_1d(name, w, param)).astype(np.float32)
+
+
+def separable(
+    rows: Float[np.ndarray, " h"], cols: Float[np.ndarray, " w"], dtype: Any
+) -> Float[jax.Array, "h w"]:
+    """``rows[:, None] * cols[None, :]`` as a JAX expression of two 1-D constants.
+
+    Inside a compiled program this stays a broadcast product (XLA does not fold broadcasts into
+    constants), so only ``h + w`` numbers are embedded in the program, not ``h * w``.
+    """
+    r = jnp.asarray(rows, dtype=dtype)
+    c = jnp.asarray(cols, dtype=dtype)
+    return r[:, None] * c[None, :]
