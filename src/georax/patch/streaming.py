@@ -32,31 +32,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from georax.core.carrier import values_of
 from georax.core.errors import ConfigError
 from georax.io import info, read, strip_writer
 from georax.io.budget import check_read_bytes, max_read_bytes
 from georax.io.raster import RasterInfo
 from georax.io.strips import StripWriter
-from georax.patch.operators import Patchwise
+from georax.patch.extract import source_index
+from georax.patch.operators import Patchwise, chip_function, has_batch_loop
 from georax.patch.samplers import RegularStride
 from georax.patch.stitch import grid_normaliser, patchwise_accumulate
 
 PathLike = str | os.PathLike[str]
 
 __all__ = ["stream_patchwise"]
-
-
-def _source_index(n: int, pads: tuple[int, int], mode: str) -> np.ndarray:
-    """For each padded index along an axis, the source index (-1 for constant padding)."""
-    idx = np.arange(n)
-    if pads == (0, 0):
-        return idx
-    if mode == "constant":
-        return np.pad(idx, pads, mode="constant", constant_values=-1)
-    if mode == "reflect" and n == 1:
-        mode = "edge"
-    return np.pad(idx, pads, mode=mode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +78,7 @@ def _check_streamable(op: Patchwise, strip_rows: Any) -> str:
     p = op.patcher
     if not isinstance(p.sampler, RegularStride):
         raise ConfigError("stream_patchwise", "sampler", p.sampler, "streaming needs RegularStride")
-    mode = p.aggregation.mode
+    mode = p.aggregation.kind
     if mode == "by_index":
         raise ConfigError("stream_patchwise", "aggregation", mode, "ByIndex is not stitched")
     if isinstance(strip_rows, bool) or not isinstance(strip_rows, int) or strip_rows < 1:
@@ -105,7 +93,7 @@ def _plan(op: Patchwise, meta: RasterInfo, strip_rows: int, mode: str) -> _Plan:
     pads = p.pads(scene)
     padded = p.padded_shape(scene)
     chip = p.chip
-    rows_g, cols_g = p.sampler.grid(padded, chip)
+    rows_g, cols_g = p.sampler.offsets(padded, chip)
     weights = p.weights_1d()
     w1 = weights if mode == "overlap_add" else (np.ones(chip[0]), np.ones(chip[1]))
     inv_r, inv_c = grid_normaliser(padded, chip, (rows_g, cols_g), w1)
@@ -120,8 +108,8 @@ def _plan(op: Patchwise, meta: RasterInfo, strip_rows: int, mode: str) -> _Plan:
         weights=weights,
         groups=[tuple(rows_g[i : i + m]) for i in range(0, len(rows_g), m)],
         cols=tuple(cols_g),
-        row_src=_source_index(scene[0], pads[0], p.padding),
-        col_src=_source_index(scene[1], pads[1], p.padding),
+        row_src=source_index(scene[0], pads[0], p.padding),
+        col_src=source_index(scene[1], pads[1], p.padding),
         inv_rows=inv_r,
         inv_cols=inv_c,
         top=pads[0][0],
@@ -131,11 +119,8 @@ def _plan(op: Patchwise, meta: RasterInfo, strip_rows: int, mode: str) -> _Plan:
 
 def _group_runner(op: Patchwise, plan: _Plan) -> Callable[[np.ndarray, int], np.ndarray]:
     """``run(xs, gi)``: group `gi`'s un-normalised canvas, one compiled program per group shape."""
-    operator = op.operator
-
-    def chip_fn(chip: jax.Array, key: jax.Array | None) -> jax.Array:
-        return values_of(operator(chip) if key is None else operator(chip, key=key))
-
+    chip_fn = chip_function(op.operator)
+    max_unrolled = 0 if has_batch_loop(op.operator) else None
     compiled: dict[Any, Any] = {}
 
     def run(xs: np.ndarray, gi: int) -> np.ndarray:
@@ -149,7 +134,7 @@ def _group_runner(op: Patchwise, plan: _Plan) -> Callable[[np.ndarray, int], np.
             def accumulate_group(x: jax.Array) -> jax.Array:
                 canvas, _ = patchwise_accumulate(
                     x, chip_fn, pos, plan.chip, batch_size=op.batch_size, weights=plan.weights,
-                    mode=plan.mode, need_norm=False,
+                    aggregation=plan.mode, need_norm=False, max_unrolled=max_unrolled,
                 )  # fmt: skip
                 return canvas
 
@@ -163,7 +148,7 @@ def _read_rows(
     path: str,
     rows: np.ndarray,
     cols: np.ndarray,
-    pad_value: float,
+    fill_value: float,
     dtype: Any,
     budget: int,
 ) -> np.ndarray:
@@ -181,8 +166,8 @@ def _read_rows(
     check_read_bytes(path, padded, block.dtype, budget, what="the padded strip")
     out = np.asarray(block.values)[:, np.clip(rows - lo, 0, None)][:, :, np.clip(cols, 0, None)]
     if (rows < 0).any() or (cols < 0).any():
-        out[:, rows < 0] = pad_value
-        out[:, :, cols < 0] = pad_value
+        out[:, rows < 0] = fill_value
+        out[:, :, cols < 0] = fill_value
     return out
 
 
@@ -266,7 +251,7 @@ def stream_patchwise(
         for gi in range(len(plan.groups)):
             g0, g1 = plan.group_rows(gi)
             xs = _read_rows(
-                meta.path, plan.row_src[g0:g1], plan.col_src, op.patcher.pad_value, dtype, budget
+                meta.path, plan.row_src[g0:g1], plan.col_src, op.patcher.fill_value, dtype, budget
             )
             canvas = run_group(xs, gi)
             del xs
