@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         times.append(time.perf_counter() - t0)
 
     ndvi, rgba = result["ndvi"], result["rgba"]
-    ndvi_path = write_cog(ndvi, out / "ndvi.tif", nodata=float("nan"), band_names=["NDVI"])
+    ndvi_path = write_cog(ndvi, out / "ndvi.tif", fill_value=float("nan"), band_names=["NDVI"])
     png_path = write_png(out / "ndvi.png", rgba)
     valid = np.isfinite(np.asarray(ndvi.values))
     mean = float(jnp.nanmean(ndvi.values))
