@@ -30,12 +30,12 @@ GOOD = jnp.array([[[10.0, 50.0], [200.0, 1000.0]]])
 BAD = jnp.array([[[10.0, 50.0], [200.0, 99_999.0]]])
 
 VALUE_CASES = [
-    (qc.AssertValueRange, {"min_val": 0, "max_val": 10_000}, GOOD, BAD, "99999"),
+    (qc.AssertValueRange, {"vmin": 0, "vmax": 10_000}, GOOD, BAD, "99999"),
     (qc.AssertValidFraction, {"min_valid": 0.75}, GOOD, GOOD.at[0, 0].set(jnp.nan), "50.00%"),
     (qc.AssertNoNaN, {}, GOOD, GOOD.at[0, 1, 1].set(jnp.nan), r"1 NaN value\(s\) of 4"),
 ]
 ALL_QC = [
-    qc.AssertValueRange(min_val=0),
+    qc.AssertValueRange(vmin=0),
     qc.AssertValidFraction(),
     qc.AssertNoNaN(),
     qc.AssertShape((-1, 2)),
@@ -64,9 +64,9 @@ def test_on_fail_must_be_one_of_three(op) -> None:
 
 
 def test_threshold_validation_names_the_field() -> None:
-    with pytest.raises(ConfigError, match="max_val"):
-        qc.AssertValueRange(min_val=5, max_val=1)
-    with pytest.raises(ConfigError, match="min_val"):
+    with pytest.raises(ConfigError, match="vmax"):
+        qc.AssertValueRange(vmin=5, vmax=1)
+    with pytest.raises(ConfigError, match="vmin"):
         qc.AssertValueRange()
     with pytest.raises(ConfigError, match="min_valid"):
         qc.AssertValidFraction(min_valid=1.5)
@@ -141,7 +141,7 @@ def test_off_policy_compiles_nothing(cls, kw, good, bad, value) -> None:
 
 def test_vmap_reports_the_failing_element() -> None:
     batch = jnp.stack([GOOD, BAD, GOOD])
-    op = qc.AssertValueRange(min_val=0, max_val=10_000)
+    op = qc.AssertValueRange(vmin=0, vmax=10_000)
     np.testing.assert_array_equal(
         jax.jit(jax.vmap(op))(jnp.stack([GOOD, GOOD])), jnp.stack([GOOD, GOOD])
     )
@@ -150,7 +150,7 @@ def test_vmap_reports_the_failing_element() -> None:
 
 
 def test_grad_flows_through_checks() -> None:
-    pipe = gx.Sequential([qc.AssertNoNaN(), qc.AssertValueRange(min_val=-1, max_val=1)])
+    pipe = gx.Sequential([qc.AssertNoNaN(), qc.AssertValueRange(vmin=-1, vmax=1)])
     g = jax.grad(lambda v: jnp.sum(pipe(v) ** 2))(jnp.array([0.5, -0.25]))
     np.testing.assert_allclose(g, [1.0, -0.5])
 
@@ -158,9 +158,9 @@ def test_grad_flows_through_checks() -> None:
 def test_geotensor_fill_value_is_excluded() -> None:
     arr = jnp.array([[[0, 0], [300, 400]]], dtype=jnp.uint16)
     gt = geo(arr, fill=0)
-    qc.AssertValueRange(min_val=100, max_val=500)(gt)  # the zeros are nodata: passes
+    qc.AssertValueRange(vmin=100, vmax=500)(gt)  # the zeros are nodata: passes
     with pytest.raises(qc.QCError, match="values span"):
-        qc.AssertValueRange(min_val=100, max_val=500)(arr)  # plain array: zeros count
+        qc.AssertValueRange(vmin=100, vmax=500)(arr)  # plain array: zeros count
     with pytest.raises(qc.QCError, match=r"valid fraction 50\.00% below 60\.00%"):
         qc.AssertValidFraction(min_valid=0.6)(gt)
     out = jax.jit(qc.AssertValidFraction(min_valid=0.5))(gt)
