@@ -43,13 +43,13 @@ def test_to_float_and_dn_scaling() -> None:
 
 def test_percentile_clip_matches_numpy() -> None:
     x = _refl(1)
-    out = np.asarray(PercentileClip(p_min=2, p_max=98)(x))
+    out = np.asarray(PercentileClip(pmin=2, pmax=98)(x))
     lo, hi = np.nanpercentile(x, [2, 98], axis=(-2, -1), keepdims=True)
     np.testing.assert_allclose(out, np.clip(x, lo, hi), rtol=1e-6)
     assert np.isnan(out).sum() == np.isnan(x).sum()
-    st = np.asarray(PercentileClip(p_min=5, p_max=95, rescale=True)(x))
+    st = np.asarray(PercentileClip(pmin=5, pmax=95, rescale=True)(x))
     assert np.nanmin(st) == 0.0 and np.nanmax(st) == pytest.approx(1.0)
-    whole = np.asarray(PercentileClip(p_min=10, p_max=90, axis=None)(x))
+    whole = np.asarray(PercentileClip(pmin=10, pmax=90, axis=None)(x))
     lo, hi = np.nanpercentile(x, [10, 90])
     np.testing.assert_allclose(whole, np.clip(x, lo, hi), rtol=1e-6)
 
@@ -106,13 +106,13 @@ def test_gradients() -> None:
     g = jax.grad(lambda o: jnp.sum(o(x)))(op)
     assert jnp.isfinite(g.sun_zenith) and g.sun_zenith != 0
     check_grads(
-        lambda v: PercentileClip(p_min=10, p_max=90)(v), (x,), order=1, modes=("rev",), eps=1e-3
+        lambda v: PercentileClip(pmin=10, pmax=90)(v), (x,), order=1, modes=("rev",), eps=1e-3
     )
 
 
 def test_bad_config() -> None:
-    with pytest.raises(ConfigError, match="p_min"):
-        PercentileClip(p_min=90, p_max=10)
+    with pytest.raises(ConfigError, match="pmin"):
+        PercentileClip(pmin=90, pmax=10)
     with pytest.raises(ConfigError, match="percentile"):
         DarkObjectSubtraction(percentile=101)
     with pytest.raises(ConfigError, match="exactly one"):
@@ -127,7 +127,7 @@ def test_bad_config() -> None:
         ToFloat32(),
         DNToReflectance(),
         ScaleOffset(scale=[1.0, 2.0], offset=0.5),
-        PercentileClip(p_min=2, p_max=98, axis=(-2, -1)),
+        PercentileClip(pmin=2, pmax=98, axis=(-2, -1)),
         DarkObjectSubtraction(percentile=2, axis=None),
         TOAToBOA(sun_zenith_band=-2),
         TOAToBOA(sun_zenith=35.0, path_reflectance=0.02),
