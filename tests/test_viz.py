@@ -47,7 +47,7 @@ def test_lut_built_once_and_is_a_leaf() -> None:
 def test_true_color_fixed_and_percentile() -> None:
     x = np.random.default_rng(1).uniform(0, 0.4, (6, 10, 12)).astype(np.float32)
     x[2, 0, 0] = np.nan
-    out = np.asarray(TrueColor(bands=(2, 1, 0), vmin=0.0, vmax=0.3)(x))
+    out = np.asarray(TrueColor(rgb_bands=(2, 1, 0), vmin=0.0, vmax=0.3)(x))
     assert out.shape == (4, 10, 12) and out.dtype == np.uint8
     ref = np.round(np.clip(x[[2, 1, 0]] / 0.3, 0, 1) * 255)
     ok = ~np.isnan(ref)
