@@ -100,7 +100,7 @@ def test_same_crs_matches_rasterio(
     dst = Grid("EPSG:32630", (res, 0.0, 500000.0 + dx, 0.0, -res, 4500000.0 - dy), shape)
     v = field(seed, (2, *SRC.shape))
     assert_matches_gdal(
-        resample(jnp.asarray(v), SRC, dst, method=method), gdal(v, SRC, dst, method), atol=2e-5
+        resample(jnp.asarray(v), SRC, dst, resampling=method), gdal(v, SRC, dst, method), atol=2e-5
     )
 
 
@@ -128,7 +128,7 @@ def test_downsampling_partial_overlap() -> None:
 )
 def test_cross_crs_matches_rasterio(dst: Grid, method: str) -> None:
     v = field(11, SRC.shape)
-    ours = resample(jnp.asarray(v), SRC, dst, method=method)
+    ours = resample(jnp.asarray(v), SRC, dst, resampling=method)
     ref = gdal(v, SRC, dst, method)
     if method == "nearest" or dst.transform[0] < 20 or dst.crs == "EPSG:4326":
         assert_matches_gdal(ours, ref, atol=1e-3)
@@ -151,7 +151,7 @@ def test_cross_crs_matches_rasterio(dst: Grid, method: str) -> None:
 def test_missing_data_matches_rasterio(dst: Grid, method: str) -> None:
     # NaN holes neither spread into valid neighbours nor get filled: GDAL's nodata rules
     v = field(12, SRC.shape, holes=True)
-    ours = resample(jnp.asarray(v), SRC, dst, method=method)
+    ours = resample(jnp.asarray(v), SRC, dst, resampling=method)
     assert_matches_gdal(ours, gdal(v, SRC, dst, method), atol=1e-3)
 
 
@@ -301,7 +301,7 @@ def test_refuses_non_overlapping_extents() -> None:
     with pytest.raises(NoOverlapError, match=r"input 'input1'.*does not cover"):
         AlignAndStack()(optical, far)
     with pytest.raises(NoOverlapError):
-        Resample(grid=grid_of(optical))(far)
+        Resample(target_grid=grid_of(optical))(far)
 
 
 def test_unknown_target_name() -> None:
@@ -320,8 +320,8 @@ def test_unknown_target_name() -> None:
         ({"target_grid": True}, "target_grid"),
         ({"target_grid": 3, "inputs": ("a", "b")}, "target_grid"),
         ({"inputs": ("a", "a")}, "inputs"),
-        ({"method": "cubic"}, "method"),
-        ({"method": ("nearest",), "inputs": ("a", "b")}, "method"),
+        ({"resampling": "cubic"}, "resampling"),
+        ({"resampling": ("nearest",), "inputs": ("a", "b")}, "resampling"),
     ],
 )
 def test_config_errors(kwargs: dict, field: str) -> None:
@@ -347,9 +347,9 @@ def _plain(value):
     "op",
     [
         AlignAndStack(target_grid="optical", inputs=("optical", "sar", "dem")),
-        AlignAndStack(target_grid=SRC, method=("bilinear", "nearest")),
+        AlignAndStack(target_grid=SRC, resampling=("bilinear", "nearest")),
         AlignAndStack(),
-        Resample(grid=SRC, method="nearest"),
+        Resample(target_grid=SRC, resampling="nearest"),
     ],
 )
 def test_config_round_trips_through_yaml(op) -> None:
@@ -369,7 +369,7 @@ def test_config_round_trips_through_yaml(op) -> None:
 def test_resample_operator_under_jit_and_vmap() -> None:
     _, sar, _ = sensors()
     target = utm31_grid(15.0, (20, 24), (100.0, 100.0))
-    op = Resample(grid=target)
+    op = Resample(target_grid=target)
     out = jax.jit(op)(sar)
     assert grid_of(out) == target and out.band_names == ("VV", "VH")
     np.testing.assert_allclose(
