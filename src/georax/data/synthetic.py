@@ -380,7 +380,7 @@ def sentinel2_l1c(
         sun_azimuth,
     )
     values = np.concatenate([dn, qa[None]], axis=0)
-    return GeoTensor(values, transform, DEFAULT_CRS, 0, S2_BANDS)
+    return GeoTensor(values, transform, crs=DEFAULT_CRS, fill_value=0, band_names=S2_BANDS)
 
 
 def sentinel2_truth(
@@ -434,7 +434,7 @@ def landcover(
     h, w = _hw(size, "landcover")
     transform = transform or _transform(DEFAULT_ORIGIN, 10.0)
     lc = _World(seed).landcover(_grid_coords(transform, crs, (h, w)))
-    return GeoTensor(lc, transform, crs, None, None)
+    return GeoTensor(lc, transform, crs=crs)
 
 
 # ----------------------------------------------------------------------------- Sentinel-1
@@ -489,7 +489,7 @@ def sentinel1_grd(
         rng = np.random.default_rng(np.random.SeedSequence([seed, 200, h, w]))
         sigma = sigma * rng.gamma(looks, 1.0 / looks, size=sigma.shape)
     values = np.moveaxis(sigma, -1, 0).astype(np.float32)
-    return GeoTensor(values, transform, DEFAULT_CRS, None, S1_BANDS)
+    return GeoTensor(values, transform, crs=DEFAULT_CRS, band_names=S1_BANDS)
 
 
 # ----------------------------------------------------------------------------- DEM
@@ -540,7 +540,7 @@ def dem(
     transform = _transform(origin, resolution)
     z = _World(seed).elevation(_grid_coords(transform, crs, (h, w)))
     crs_out = crs if isinstance(crs, str) else target.to_string()
-    return GeoTensor(z[None].astype(np.float32), transform, crs_out, None, ("elevation",))
+    return GeoTensor(z[None].astype(np.float32), transform, crs=crs_out, band_names=("elevation",))
 
 
 # ----------------------------------------------------------------------------- bundles
