@@ -10,9 +10,10 @@ import spyndex
 from affine import Affine
 from jax.test_util import check_grads
 
-from _geo_helpers import assert_rebuilds
+from _geo_helpers import assert_rebuilds, assert_stitches_to_scene
 from georax import GeoTensor
-from georax.core.errors import ConfigError, ShapeError
+from georax.core.errors import ConfigError, DataError, ShapeError
+from georax.core.sandbox import SANDBOX_LIMITS
 from georax.geo._formula import Formula, FormulaError
 from georax.geo.indices import (
     EVI,
@@ -189,3 +190,50 @@ def test_geotensor_jit_vmap_grad() -> None:
 )
 def test_round_trip(op) -> None:
     assert_rebuilds(op)
+
+
+ALL_INDICES = [
+    NDVI(),
+    NDWI(),
+    NBR(),
+    EVI(),
+    SAVI(),
+    NormalizedDifference(a_band=3, b_band=4, label="X"),
+    SpectralIndex("GNDVI"),
+]
+
+
+@pytest.mark.parametrize("op", ALL_INDICES, ids=lambda o: type(o).__name__)
+def test_indices_run_on_chips_and_stitch_to_the_scene(op) -> None:
+    """issue 9 item 4: index -> Stitch on chips equals the index on the scene."""
+    x = _bands(4, shape=(6, 20, 22))
+    x[2, 5:9, 3:7] = np.nan  # missing pixels travel through chips like through the scene
+    names = ("B02", "B03", "B04", "B08", "B11", "B12")
+    scene = GeoTensor(x, Affine(10, 0, 5e5, 0, -10, 4e6), "EPSG:32630", None, names)
+    assert_stitches_to_scene(op, scene)
+
+
+@pytest.mark.parametrize("op", ALL_INDICES, ids=lambda o: type(o).__name__)
+def test_indices_refuse_complex_input_and_report_one_band(op) -> None:
+    with pytest.raises(DataError, match="got complex"):
+        op(jnp.ones((6, 4, 4), jnp.complex64))
+    assert op.precheck((2, 6, 32, 32), SANDBOX_LIMITS) == (2, 1, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: EVI(g=float("nan")), "g"),
+        (lambda: EVI(c1=float("inf")), "c1"),
+        (lambda: SAVI(l=float("nan")), "l"),
+        (lambda: NDWI(green_band=1.0), "green_band"),
+        (lambda: NBR(swir2_band=None), "swir2_band"),
+        (lambda: SpectralIndex("EVI", constants={"L": float("nan")}), "constants"),
+        (lambda: SpectralIndex("NDVI", band_map={"R": True, "N": 3}), "band_map"),
+        (lambda: SpectralIndex(["NDVI"]), "index"),
+    ],
+)
+def test_nonsense_index_config_is_refused_naming_the_field(make, field) -> None:
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert e.value.field == field
