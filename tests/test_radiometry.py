@@ -177,6 +177,7 @@ def test_sun_below_the_horizon_is_refused_or_masked() -> None:
         (lambda: DNToReflectance(offset=float("inf")), "offset"),
         (lambda: TOAToBOA(sun_zenith=30.0, path_reflectance=float("nan")), "path_reflectance"),
         (lambda: TOAToBOA(sun_zenith=float("nan")), "sun_zenith"),
+        (lambda: TOAToBOA(sun_zenith="noon"), "sun_zenith"),
         (lambda: TOAToBOA(sun_zenith_band=True), "sun_zenith_band"),
         (lambda: PercentileClip(pmin=float("nan")), "pmin"),
         (lambda: PercentileClip(pmax=[2.0, 98.0]), "pmax"),

@@ -368,8 +368,9 @@ def test_nonsense_floor_is_refused() -> None:
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ConfigError, match=r"LinearToDB\.floor_db"):
             LinearToDB(floor_db=bad)
-    with pytest.raises(ConfigError, match=r"LeeSpeckle\.looks"):
-        LeeSpeckle(looks=float("nan"))
+    for bad in (float("nan"), "four", [1.0, [2.0]]):
+        with pytest.raises(ConfigError, match=r"LeeSpeckle\.looks"):
+            LeeSpeckle(looks=bad)
 
 
 def test_sar_operators_run_on_chips() -> None:

@@ -110,6 +110,7 @@ def test_round_trip(op) -> None:
         (lambda: TrueColor(pmin=50.0, pmax=50.0), "pmax"),
         (lambda: TrueColor(pmin=-5.0), "pmin"),
         (lambda: TrueColor(rgb_bands=(0, 1, True)), "rgb_bands"),
+        (lambda: TrueColor(vmin="dark", vmax=1.0), "vmin"),
     ],
 )
 def test_nonsense_rendering_values_are_refused_naming_the_field(make, field) -> None:

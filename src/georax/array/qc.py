@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Shaped
 
-from georax.array.validate import concrete, optional_leaf, require_real
+from georax.array.validate import concrete, is_finite_value, optional_leaf, require_real
 from georax.core.carrier import values_of
 from georax.core.errors import GeoraxError
 from georax.core.operator import Operator, as_tuple, leaf, static
@@ -284,10 +284,12 @@ def _fill_value_of(x: Any, fill_value: float | int | None) -> float | int | None
 
 
 def _bad_leaf(value: Any, ok: Callable[[np.ndarray], np.ndarray]) -> bool:
-    """True when a leaf's value is known (not traced) and fails ``ok`` (or is not a scalar)."""
+    """True when a leaf is not a number, or is known (not traced) and fails ``ok``."""
+    if not is_finite_value(value) and concrete(value) is None:
+        return True  # not a number at all (a string, a ragged list)
     v = concrete(value)
     if v is None:
-        return False
+        return False  # traced: its value exists only at run time
     if v.ndim != 0 or v.dtype.kind not in "fiu":
         return True
     return not bool(ok(v))

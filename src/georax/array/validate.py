@@ -72,28 +72,39 @@ def real_float(x: ArrayLike, who: str) -> Float[Array, "*shape"]:
 
 
 def concrete(value: Any) -> np.ndarray | None:
-    """The value of a parameter as NumPy, or ``None`` when it is traced (unknown until run time).
+    """The numeric value of a parameter as NumPy, or ``None`` when it is unknown.
 
     **Arguments:**
 
     - `value`: a number, array or tracer.
 
-    **Returns:** ``np.asarray(value)``, or ``None`` for ``None`` and for tracers.
+    **Returns:** ``np.asarray(value)`` for a known number or numeric array; ``None`` for
+    ``None``, for tracers (the value exists only at run time) and for anything that is not a
+    number (which :func:`is_finite_value` refuses).
     """
     if value is None or isinstance(value, jax.core.Tracer):
         return None
     try:
-        return np.asarray(value)
+        v = np.asarray(value)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
+    except ValueError:  # a ragged list
+        return None
+    return v if v.dtype.kind in "biuf" else None
 
 
 def is_finite_value(value: Any) -> bool:
-    """False only when ``value`` is known (not traced) and holds a NaN or an infinity."""
-    v = concrete(value)
-    if v is None or v.dtype.kind == "b":
+    """False when ``value`` is not a number, or is known (not traced) and holds NaN or inf."""
+    if value is None or isinstance(value, jax.core.Tracer):
         return True
-    if v.dtype.kind not in "fciu":
+    v = concrete(value)
+    if v is None:
+        try:
+            np.asarray(value)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            return True  # traced
+        except ValueError:
+            return False
         return False  # strings, objects: not a number at all
     return bool(np.all(np.isfinite(v)))
 
@@ -101,10 +112,17 @@ def is_finite_value(value: Any) -> bool:
 def _optional_to_leaf(value: Any) -> Any:
     # None stays None; arrays and tracers pass untouched (vmap over parameters keeps working);
     # Python numbers and lists become float32 arrays, as :func:`georax.core.operator.leaf` does.
+    # Anything else (a string, a ragged list) is kept as given, for the operator's check to refuse
+    # with a ConfigError naming the field (see :func:`is_finite_value`).
     if value is None or isinstance(value, jax.Array | np.ndarray | jax.core.Tracer):
         return value
-    arr = np.asarray(value)
-    return jnp.asarray(arr if arr.dtype.kind in "bOUS" else arr.astype(np.float32))
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        return value
+    if arr.dtype.kind not in "biuf":
+        return value
+    return jnp.asarray(arr if arr.dtype.kind == "b" else arr.astype(np.float32))
 
 
 def optional_leaf(default: Any = None, **kwargs: Any) -> Any:

@@ -97,7 +97,7 @@ def check_finite_leaf(op: Operator, *fields: str) -> None:
     """Refuse array-leaf parameters holding NaN or infinity (checked only when not traced)."""
     for name in fields:
         if not is_finite_value(getattr(op, name)):
-            op.fail(name, "must be finite (no NaN or infinity)")
+            op.fail(name, "must be a finite number (no NaN or infinity)")
 
 
 def require_real_input(op: Operator, x: Any) -> None:

@@ -230,7 +230,7 @@ class MaskFromQABits(Operator):
 
     def mask(self, values: Array) -> Bool[Array, "*batch 1 H W"]:
         """The mask of a plain array (used by :class:`ApplyMask`)."""
-        check_bands(values, (self.qa_band,), type(self).__name__)
+        check_bands(require_real(values, type(self).__name__), (self.qa_band,), type(self).__name__)
         m = dilate_mask(qa_bit_mask(take_band(values, self.qa_band), self.bits), self.dilate)
         return m[..., None, :, :]
 

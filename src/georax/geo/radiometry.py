@@ -27,7 +27,7 @@ from jaxtyping import Array, ArrayLike, Float, Num
 
 from georax.array.missing import nan_safe_grad
 from georax.array.reductions import nanpercentile
-from georax.array.validate import concrete, optional_leaf, real_float
+from georax.array.validate import concrete, is_finite_value, optional_leaf, real_float
 from georax.core.carrier import map_values, values_of
 from georax.core.errors import DataError, ShapeError
 from georax.core.operator import Operator, as_tuple, leaf, static
@@ -193,6 +193,7 @@ def _check_axis(op: Operator, field: str) -> None:
 
 def _check_percentile(op: Operator, field: str) -> None:
     """A percentile leaf must be a scalar in [0, 100] (checked when its value is known)."""
+    check_finite_leaf(op, field)
     p = concrete(getattr(op, field))
     if p is None:
         return
@@ -346,6 +347,8 @@ class TOAToBOA(Operator):
             self.fail("sun_zenith_band", "give exactly one of `sun_zenith_band` or `sun_zenith`")
         check_band_field(self, "sun_zenith_band", optional=True)
         _check_per_band_leaves(self, "path_reflectance")
+        if not is_finite_value(self.sun_zenith):
+            self.fail("sun_zenith", "must be a finite number of degrees (or radians)")
         # a traced angle is not checked: sun_zenith_correction masks such pixels instead
         z = concrete(self.sun_zenith)
         limit = 90.0 if self.degrees else float(np.pi / 2)

@@ -322,8 +322,8 @@ class LeeSpeckle(Operator):
 
     - `window_size`: odd window size in pixels (>= 3), at most the larger image side. Static:
       changes the program.
-    - `looks`: equivalent number of looks (> 0), an array leaf, or ``None`` to estimate the
-      noise from the scene.
+    - `looks`: equivalent number of looks (finite, > 0), an array leaf, or ``None`` to estimate
+      the noise from the scene.
     - `padding`: boundary handling at the scene edges, scipy.ndimage names (``"reflect"``,
       ``"mirror"``, ``"nearest"``, ``"wrap"``, ``"constant"``).
     """
@@ -338,6 +338,7 @@ class LeeSpeckle(Operator):
             self.fail("window_size", "must be an odd integer >= 3")
         if not isinstance(self.padding, str) or self.padding not in PADDING_MODES:
             self.fail("padding", f"must be one of {sorted(PADDING_MODES)}")
+        check_finite_leaf(self, "looks")
         looks = concrete(self.looks)
         if looks is not None and not bool(np.all(looks > 0)):
             self.fail("looks", "must be > 0 (or None to estimate the noise from the scene)")
