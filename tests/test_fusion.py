@@ -432,6 +432,9 @@ def test_chips_and_complex_values_are_refused() -> None:
     chips = GridSampler(Patcher.regular(16))(sar)
     with pytest.raises(MissingGeoreferenceError, match="Chips, not a GeoTensor"):
         Resample(target_grid=SRC)(chips)
+    complex_sar = sar.replace(values=sar.values.astype(jnp.complex64))
+    with pytest.raises(DataError, match="resampling input: got complex"):
+        Resample(target_grid=SRC)(complex_sar)
     with pytest.raises(DataError, match="resample: got complex"):
         resample(jnp.ones((48, 64), jnp.complex64), SRC, utm31_grid(15.0, (4, 4), (0.0, 0.0)))
 

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from affine import Affine
 
+from georax.array.validate import real_float
 from georax.core.errors import ConfigError, ShapeError
 from georax.core.operator import Operator, as_tuple, static
 from georax.geo._precheck import refuse_extent, refuse_host_bytes, spatial_shape
@@ -88,11 +89,9 @@ def _precheck_grid(
     return (*shape[:-2], h, w)
 
 
-def _missing_as_nan(x: GeoTensor) -> jax.Array:
-    """Float values of ``x`` with its ``fill_value`` pixels turned into NaN."""
-    v = jnp.asarray(x.values)
-    if not jnp.issubdtype(v.dtype, jnp.floating):
-        v = v.astype(jnp.float32)
+def _missing_as_nan(x: GeoTensor, what: str) -> jax.Array:
+    """Float values of ``x`` with its ``fill_value`` pixels turned into NaN (complex refused)."""
+    v = real_float(x.values, f"resampling {what}")
     fill = x.fill_value
     if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
         v = jnp.where(jnp.asarray(x.values) == fill, jnp.nan, v)
@@ -121,7 +120,7 @@ def to_grid(
         )
     src = grid_of(x, what=what)
     try:
-        values = resample(_missing_as_nan(x), src, grid, resampling=resampling)
+        values = resample(_missing_as_nan(x, what), src, grid, resampling=resampling)
     except NoOverlapError as e:
         raise NoOverlapError(f"{what}: {e}") from None
     return x.replace(values=values, transform=grid.affine, crs=grid.crs, fill_value=None)
