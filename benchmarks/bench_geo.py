@@ -86,7 +86,7 @@ def georax_chain() -> georax.Sequential:
             MaskClouds(qa_band=-1, bits=[10, 11]),
             DNToReflectance(scale=1e-4),
             DarkObjectSubtraction(percentile=1),
-            NDVI(red_idx=2, nir_idx=3),
+            NDVI(red_band=2, nir_band=3),
             Colormap("RdYlGn", vmin=-1, vmax=1),
         ]
     )

@@ -48,7 +48,7 @@ def main() -> None:
     reflectivity[:, : args.size // 2] *= 3.0
     x = (reflectivity * rng.gamma(args.looks, 1 / args.looks, size=shape)).astype(np.float32)
 
-    op = LeeSpeckle(window=args.window, looks=args.looks, mode="reflect")
+    op = LeeSpeckle(window_size=args.window, looks=args.looks, padding="reflect")
     compiled = jax.jit(op)
     xj = jax.device_put(x)
     cu2 = float(np.float32(1.0) / np.float32(args.looks))
@@ -63,7 +63,7 @@ def main() -> None:
         ["georax LeeSpeckle (jax.jit)", f"{t_jax * 1e3:.1f}", f"{t_ref / t_jax:.2f}x"],
     ]
     print_table(
-        f"LeeSpeckle window={args.window} on {args.bands}x{args.size}x{args.size} float32 "
+        f"LeeSpeckle window_size={args.window} on {args.bands}x{args.size}x{args.size} float32 "
         f"(median of {args.repeats}; speed-up vs the scipy reference; max |diff| = {diff:.2e})",
         ["implementation", "median ms", "speed-up"],
         rows,

@@ -66,7 +66,7 @@ def build(log: list[dict[str, Any]]) -> gx.Sequential:
             DNToReflectance(),  # DN / 10000
             DarkObjectSubtraction(percentile=2, clip_negative=True),  # no negative reflectance
             band_stats("after_correction", log),
-            NDVI(red=2, nir=3),  # bands B02 B03 [B04] [B08] B11 B12
+            NDVI(red_band=2, nir_band=3),  # bands B02 B03 [B04] [B08] B11 B12
             band_stats("ndvi", log),
         ]
     )

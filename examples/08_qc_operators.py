@@ -39,10 +39,10 @@ def qc_stack(policy: str = "raise") -> gx.Sequential:
             # geo-specific (GeoTensor metadata)
             qa.AssertCRSEquals("EPSG:32630", on_fail=policy),
             qa.AssertResolutionWithin((9.5, 10.5), on_fail=policy),
-            qa.AssertSchema(bands=SPECTRAL, on_fail=policy),
+            qa.AssertSchema(band_names=SPECTRAL, on_fail=policy),
             # array reductions (run inside the compiled program, report through the host)
             qc.AssertValidFraction(min_valid=0.5, on_fail=policy),
-            qc.AssertValueRange(min_val=0, max_val=10_000, on_fail="warn"),
+            qc.AssertValueRange(vmin=0, vmax=10_000, on_fail="warn"),
         ]
     )
 
@@ -55,7 +55,7 @@ def etl(policy: str = "raise") -> gx.Sequential:
             checkpoint,  # halts on the first hard failure
             DNToReflectance(),  # DN / 10000
             checkpoint,  # post-correction sweep
-            NDVI(red=2, nir=3),
+            NDVI(red_band=2, nir_band=3),
         ]
     )
 

@@ -86,7 +86,7 @@ def preprocessing() -> tuple[dict[str, gx.Input], gx.Node]:
     """The shared front of the Graph: per-sensor preparation and the explicit alignment."""
     opt, sar, dem = gx.Input("optical"), gx.Input("sar"), gx.Input("dem")
     opt_clean = DNToReflectance()(MaskClouds(qa_band=-1, bits=[10, 11])(opt))
-    sar_db = LinearToDB(floor_db=-35.0)(LeeSpeckle(window=7, looks=4.4)(sar))
+    sar_db = LinearToDB(floor_db=-35.0)(LeeSpeckle(window_size=7, looks=4.4)(sar))
     fused = AlignAndStack(target_grid="optical", inputs=("optical", "sar", "dem"))(
         opt_clean, sar_db, dem
     )

@@ -13,7 +13,9 @@ from affine import Affine
 from jax.test_util import check_grads
 
 import georax as gx
+from georax.core.budget import BudgetExceededError
 from georax.core.errors import ConfigError, MissingKeyError, ShapeError
+from georax.core.sandbox import SANDBOX_LIMITS
 from georax.core.yaml_io import dumps_yaml, loads_yaml
 from georax.geo.augment import (
     RandomCrop,
@@ -222,3 +224,37 @@ def test_yaml_round_trip(op) -> None:
     assert loaded == op
     x = ids((1, 8, 8))
     np.testing.assert_array_equal(loaded(x, key=sample_key(1)), op(x, key=sample_key(1)))
+
+
+# ------------------------------------------------------------------------- carriers, precheck
+@pytest.mark.parametrize("op", OPS, ids=lambda o: type(o).__name__)
+def test_chips_are_refused_with_a_typed_error(op) -> None:
+    """Moving chip pixels would leave their recorded positions wrong (then Stitch misplaces)."""
+    from georax.patch import GridSampler, Patcher
+
+    scene = gx.GeoTensor(ids((1, 12, 12)), T, "EPSG:32630")
+    chips = GridSampler(Patcher.regular(6))(scene)
+    with pytest.raises(gx.tensor.GeoTensorRequiredError, match="ApplyToChips"):
+        op(chips, key=sample_key(0))
+
+
+def test_precheck_refuses_impossible_shapes_before_tracing() -> None:
+    assert RandomCrop(size=(5, 4)).precheck((2, 3, 8, 8), SANDBOX_LIMITS) == (2, 3, 5, 4)
+    with pytest.raises(ShapeError, match="larger than the 4x6 image"):
+        RandomCrop(size=5).precheck((1, 4, 6), SANDBOX_LIMITS)
+    with pytest.raises(BudgetExceededError, match=r"RandomCrop\.size"):
+        RandomCrop(size=10**9).precheck((1, 4, 6), SANDBOX_LIMITS)
+    with pytest.raises(ShapeError, match="odd quarter"):
+        RandomRotate90().precheck((1, 4, 6), SANDBOX_LIMITS)
+    assert RandomRotate90(ks=(0, 2)).precheck((1, 4, 6), SANDBOX_LIMITS) == (1, 4, 6)
+    with pytest.raises(ShapeError, match="RandomFlip"):
+        RandomFlip()(jnp.ones((5,)), key=sample_key(0))
+
+
+def test_traced_probability_is_not_checked_but_used() -> None:
+    x = ids((1, 4, 4))
+    out = jax.vmap(lambda p: RandomFlip(p=p)(x, key=sample_key(3)))(jnp.array([0.0, 1.0]))
+    np.testing.assert_array_equal(out[0], x)
+    np.testing.assert_array_equal(out[1], x[..., ::-1])
+    with pytest.raises(ConfigError, match="probability"):
+        RandomFlip(p=float("nan"))

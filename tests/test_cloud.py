@@ -7,11 +7,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from affine import Affine
+from scipy import ndimage
 
-from _geo_helpers import assert_rebuilds
+from _geo_helpers import assert_rebuilds, assert_stitches_to_scene
 from georax import GeoTensor, Sequential
-from georax.core.errors import ConfigError, ShapeError
-from georax.geo.cloud import ApplyMask, MaskClouds, MaskFromQABits, apply_mask, qa_bit_mask
+from georax.core.budget import BudgetExceededError
+from georax.core.errors import ConfigError, DataError, ShapeError
+from georax.core.sandbox import SANDBOX_LIMITS
+from georax.geo.cloud import (
+    ApplyMask,
+    MaskClouds,
+    MaskFromQABits,
+    apply_mask,
+    dilate_mask,
+    qa_bit_mask,
+)
 from georax.geo.indices import NDVI
 
 
@@ -88,7 +98,7 @@ def test_geotensor_preserved_band_names_and_fill() -> None:
 
 def test_jit_vmap_and_chain_with_ndvi() -> None:
     batch = np.stack([_scene(s) for s in range(3)])
-    pipe = Sequential([MaskClouds(), NDVI(red_idx=2, nir_idx=3)])
+    pipe = Sequential([MaskClouds(), NDVI(red_band=2, nir_band=3)])
     out = jax.jit(pipe)(batch)
     ref = np.stack([np.asarray(pipe(b)) for b in batch])
     np.testing.assert_allclose(np.asarray(out), ref, equal_nan=True)
@@ -121,10 +131,74 @@ def test_bad_config_and_data() -> None:
     [
         MaskFromQABits(qa_band=-1, bits=[10, 11], dilate=2),
         ApplyMask(MaskFromQABits(qa_band=-1, bits=[10, 11])),
-        ApplyMask(mask_band=0, fill=0.0, drop_qa=False),
+        ApplyMask(mask_band=0, fill_value=0.0, drop_qa=False),
         MaskClouds.landsat(qa_band=7),
         MaskClouds(),
     ],
 )
 def test_round_trip(op) -> None:
     assert_rebuilds(op)
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (2, 3, 17), (1, 6)])
+@pytest.mark.parametrize("radius", [1, 3, 8, 40])
+def test_separable_dilation_equals_the_square_max_filter(shape, radius) -> None:
+    """Rows-then-columns dilation equals a (2r+1)^2 square filter, even past the image size."""
+    m = np.random.default_rng(radius).random(shape) < 0.08
+    w = 2 * radius + 1
+    size = (1,) * (len(shape) - 2) + (w, w)
+    ref = ndimage.maximum_filter(m, size=size, mode="constant", cval=False)
+    np.testing.assert_array_equal(np.asarray(dilate_mask(jnp.asarray(m), radius)), ref)
+
+
+def test_huge_dilation_costs_what_the_image_costs() -> None:
+    """A dilation of 10**9 pixels is clamped to the image: the traced program is the same."""
+    qa = jnp.zeros((2, 12, 12), jnp.uint16)
+    small = str(jax.make_jaxpr(MaskFromQABits(dilate=11))(qa))
+    huge = str(jax.make_jaxpr(MaskFromQABits(dilate=10**9))(qa))
+    assert small == huge
+
+
+def test_mask_precheck_refuses_a_dilation_over_the_extent_limit() -> None:
+    assert MaskClouds(dilate=3).precheck((7, 64, 64), SANDBOX_LIMITS) == (6, 64, 64)
+    assert MaskFromQABits().precheck((2, 7, 64, 64), SANDBOX_LIMITS) == (2, 1, 64, 64)
+    nested = ApplyMask(MaskFromQABits(dilate=10**9))
+    for op in (MaskClouds(dilate=10**9), MaskFromQABits(dilate=10**9), nested):
+        with pytest.raises(BudgetExceededError, match=r"\.dilate"):
+            op.precheck((7, 64, 64), SANDBOX_LIMITS)
+    with pytest.raises(ShapeError, match="MaskClouds"):
+        MaskClouds().precheck((64, 64), SANDBOX_LIMITS)
+
+
+def test_fill_value_field_and_mistyped_masks_are_refused() -> None:
+    x = _scene()
+    out = np.asarray(ApplyMask(mask_band=-1, fill_value=-1.0)(x.astype(np.float32)))
+    assert (out == -1.0).any() and not np.isnan(out).any()
+    # uint16 cannot hold -1: promoted to float32 instead of an OverflowError
+    promoted = ApplyMask(mask_band=-1, fill_value=-1.0)(x)
+    assert promoted.dtype == jnp.float32 and bool((promoted == -1.0).any())
+    assert ApplyMask(mask_band=-1, fill_value=0)(x).dtype == jnp.uint16
+    with pytest.raises(ConfigError, match=r"MaskClouds\.bits"):
+        MaskClouds(bits=[True])
+    with pytest.raises(ConfigError, match=r"MaskFromQABits\.dilate"):
+        MaskFromQABits(dilate=True)
+    with pytest.raises(ConfigError, match=r"ApplyMask\.fill_value"):
+        ApplyMask(mask_band=-1, fill_value="zero")
+    with pytest.raises(ConfigError, match=r"MaskClouds\.qa_band"):
+        MaskClouds(qa_band=False)
+
+
+def test_complex_qa_band_is_refused_and_complex_data_stays_complex() -> None:
+    x = jnp.asarray(_scene()).astype(jnp.complex64)
+    with pytest.raises(DataError, match="complex"):
+        MaskClouds()(x)
+    data = jnp.ones((2, 3, 3), jnp.complex64)
+    out = apply_mask(data, jnp.eye(3, dtype=bool)[None])
+    assert out.dtype == jnp.complex64 and bool(jnp.isnan(out[0, 0, 0]))
+
+
+def test_cloud_operators_run_on_chips_and_stitch_to_the_scene() -> None:
+    names = ("B02", "B03", "B04", "B08", "B11", "B12", "QA60")
+    gt = GeoTensor(_scene(h=20, w=22), Affine(10, 0, 5e5, 0, -10, 4e6), "EPSG:32630", 0, names)
+    for op in (MaskClouds(), MaskFromQABits(dilate=1), ApplyMask(mask_band=-1, fill_value=-1.0)):
+        assert_stitches_to_scene(op, gt)

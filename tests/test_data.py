@@ -151,6 +151,10 @@ def test_write_sample_cogs(tmp_path) -> None:
     ("call", "field"),
     [
         (lambda: gd.sentinel2_l1c(0), "size"),
+        (lambda: gd.sentinel2_l1c(True), "size"),
+        (lambda: gd.sentinel2_l1c("big"), "size"),
+        (lambda: gd.sentinel2_l1c(10**6), "size"),  # ~119 TiB: refused before allocating
+        (lambda: gd.landcover((1, 10**11)), "size"),
         (lambda: gd.sentinel2_l1c(8, cloud_cover=1.5), "cloud_cover"),
         (lambda: gd.sentinel1_grd(8, looks=0), "looks"),
         (lambda: gd.dem(8, crs="EPSG:999999"), "crs"),

@@ -17,7 +17,9 @@ from jax.test_util import check_grads
 from rasterio.warp import Resampling, reproject
 
 import georax as gx
-from georax.core.errors import ConfigError, GeoraxError, ShapeError
+from georax.core.budget import BudgetExceededError
+from georax.core.errors import ConfigError, DataError, GeoraxError, ShapeError
+from georax.core.sandbox import SANDBOX_LIMITS, Limits
 from georax.geo.fusion import AlignAndStack, Resample, to_grid
 from georax.geo.resample import NoOverlapError, resample, source_pixel_coordinates
 from georax.tensor import Grid, MissingGeoreferenceError, crs_equal, grid_of
@@ -100,7 +102,7 @@ def test_same_crs_matches_rasterio(
     dst = Grid("EPSG:32630", (res, 0.0, 500000.0 + dx, 0.0, -res, 4500000.0 - dy), shape)
     v = field(seed, (2, *SRC.shape))
     assert_matches_gdal(
-        resample(jnp.asarray(v), SRC, dst, method=method), gdal(v, SRC, dst, method), atol=2e-5
+        resample(jnp.asarray(v), SRC, dst, resampling=method), gdal(v, SRC, dst, method), atol=2e-5
     )
 
 
@@ -128,7 +130,7 @@ def test_downsampling_partial_overlap() -> None:
 )
 def test_cross_crs_matches_rasterio(dst: Grid, method: str) -> None:
     v = field(11, SRC.shape)
-    ours = resample(jnp.asarray(v), SRC, dst, method=method)
+    ours = resample(jnp.asarray(v), SRC, dst, resampling=method)
     ref = gdal(v, SRC, dst, method)
     if method == "nearest" or dst.transform[0] < 20 or dst.crs == "EPSG:4326":
         assert_matches_gdal(ours, ref, atol=1e-3)
@@ -151,7 +153,7 @@ def test_cross_crs_matches_rasterio(dst: Grid, method: str) -> None:
 def test_missing_data_matches_rasterio(dst: Grid, method: str) -> None:
     # NaN holes neither spread into valid neighbours nor get filled: GDAL's nodata rules
     v = field(12, SRC.shape, holes=True)
-    ours = resample(jnp.asarray(v), SRC, dst, method=method)
+    ours = resample(jnp.asarray(v), SRC, dst, resampling=method)
     assert_matches_gdal(ours, gdal(v, SRC, dst, method), atol=1e-3)
 
 
@@ -301,7 +303,7 @@ def test_refuses_non_overlapping_extents() -> None:
     with pytest.raises(NoOverlapError, match=r"input 'input1'.*does not cover"):
         AlignAndStack()(optical, far)
     with pytest.raises(NoOverlapError):
-        Resample(grid=grid_of(optical))(far)
+        Resample(target_grid=grid_of(optical))(far)
 
 
 def test_unknown_target_name() -> None:
@@ -320,8 +322,8 @@ def test_unknown_target_name() -> None:
         ({"target_grid": True}, "target_grid"),
         ({"target_grid": 3, "inputs": ("a", "b")}, "target_grid"),
         ({"inputs": ("a", "a")}, "inputs"),
-        ({"method": "cubic"}, "method"),
-        ({"method": ("nearest",), "inputs": ("a", "b")}, "method"),
+        ({"resampling": "cubic"}, "resampling"),
+        ({"resampling": ("nearest",), "inputs": ("a", "b")}, "resampling"),
     ],
 )
 def test_config_errors(kwargs: dict, field: str) -> None:
@@ -347,9 +349,9 @@ def _plain(value):
     "op",
     [
         AlignAndStack(target_grid="optical", inputs=("optical", "sar", "dem")),
-        AlignAndStack(target_grid=SRC, method=("bilinear", "nearest")),
+        AlignAndStack(target_grid=SRC, resampling=("bilinear", "nearest")),
         AlignAndStack(),
-        Resample(grid=SRC, method="nearest"),
+        Resample(target_grid=SRC, resampling="nearest"),
     ],
 )
 def test_config_round_trips_through_yaml(op) -> None:
@@ -362,14 +364,14 @@ def test_config_round_trips_through_yaml(op) -> None:
 
     loaded = loads_yaml(dumps_yaml(op))
     assert loaded == op
-    if isinstance(op.config_fields().get("target_grid", op.config_fields().get("grid")), Grid):
-        assert isinstance(getattr(loaded, "target_grid", getattr(loaded, "grid", None)), Grid)
+    if isinstance(op.target_grid, Grid):
+        assert isinstance(loaded.target_grid, Grid)
 
 
 def test_resample_operator_under_jit_and_vmap() -> None:
     _, sar, _ = sensors()
     target = utm31_grid(15.0, (20, 24), (100.0, 100.0))
-    op = Resample(grid=target)
+    op = Resample(target_grid=target)
     out = jax.jit(op)(sar)
     assert grid_of(out) == target and out.band_names == ("VV", "VH")
     np.testing.assert_allclose(
@@ -386,3 +388,60 @@ def test_grid_coerce_and_crs_equal() -> None:
     assert g.bounds == (0.0, -2.0, 3.0, 0.0)
     assert crs_equal("EPSG:4326", pyproj.CRS("EPSG:4326").to_wkt())
     assert not crs_equal("EPSG:32630", "EPSG:32631")
+
+
+# ------------------------------------------------------------------------ hostile configs
+def test_precheck_refuses_oversized_target_grids_before_building_them() -> None:
+    """issue 16 cause 2: the pyproj grid of the target is host memory the budget never saw."""
+    huge = Grid("EPSG:4326", (1e-5, 0.0, -3.0, 0.0, -1e-5, 41.6), (100_000, 100_000))
+    for op in (Resample(target_grid=huge), AlignAndStack(target_grid=huge)):
+        with pytest.raises(BudgetExceededError, match=r"\.target_grid") as e:
+            op.precheck((2, 48, 64), SANDBOX_LIMITS)
+        assert e.value.stage == "precheck"
+    wide = Grid("EPSG:4326", (1e-5, 0.0, -3.0, 0.0, -1e-5, 41.6), (16, 2_000))
+    tight = Limits(max_extent=4096, max_host_bytes=2**20)  # 16x2000 px of plan > 1 MiB
+    with pytest.raises(BudgetExceededError, match="max_host_bytes") as e:
+        Resample(target_grid=wide).precheck((2, 48, 64), tight)
+    assert e.value.required > tight.max_host_bytes
+    assert Resample(target_grid=SRC).precheck((3, 2, 10, 10), SANDBOX_LIMITS) == (3, 2, 48, 64)
+    assert AlignAndStack(target_grid="optical", inputs=("optical",)).precheck(
+        (2, 48, 64), SANDBOX_LIMITS
+    ) == (2, 48, 64)
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        ("EPSG:32630", (20.0, 0.0, 5e5, 0.0, -20.0, 4.5e6), (0, 64)),
+        ("EPSG:32630", (0.0, 0.0, 5e5, 0.0, 0.0, 4.5e6), (48, 64)),
+        ("EPSG:32630", (float("nan"), 0.0, 5e5, 0.0, -20.0, 4.5e6), (48, 64)),
+        ("EPSG:999999", (20.0, 0.0, 5e5, 0.0, -20.0, 4.5e6), (48, 64)),
+    ],
+)
+def test_nonsense_target_grids_are_refused(grid) -> None:
+    for cls in (Resample, AlignAndStack):
+        with pytest.raises(ConfigError) as e:
+            cls(target_grid=grid)
+        assert e.value.field == "target_grid"
+
+
+def test_chips_and_complex_values_are_refused() -> None:
+    from georax.patch import GridSampler, Patcher
+
+    _, sar, _ = sensors()
+    chips = GridSampler(Patcher.regular(16))(sar)
+    with pytest.raises(MissingGeoreferenceError, match="Chips, not a GeoTensor"):
+        Resample(target_grid=SRC)(chips)
+    complex_sar = sar.replace(values=sar.values.astype(jnp.complex64))
+    with pytest.raises(DataError, match="resampling input: got complex"):
+        Resample(target_grid=SRC)(complex_sar)
+    with pytest.raises(DataError, match="resample: got complex"):
+        resample(jnp.ones((48, 64), jnp.complex64), SRC, utm31_grid(15.0, (4, 4), (0.0, 0.0)))
+
+
+def test_outputs_are_rebuilt_from_the_input_carrier() -> None:
+    optical, sar, _ = sensors()
+    out = Resample(target_grid=grid_of(optical))(sar)
+    assert type(out) is type(sar) and out.band_names == sar.band_names and out.fill_value is None
+    stacked = AlignAndStack(target_grid=grid_of(optical))(optical, sar)
+    assert type(stacked) is gx.GeoTensor and grid_of(stacked) == grid_of(optical)

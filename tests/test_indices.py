@@ -10,9 +10,10 @@ import spyndex
 from affine import Affine
 from jax.test_util import check_grads
 
-from _geo_helpers import assert_rebuilds
+from _geo_helpers import assert_rebuilds, assert_stitches_to_scene
 from georax import GeoTensor
-from georax.core.errors import ConfigError, ShapeError
+from georax.core.errors import ConfigError, DataError, ShapeError
+from georax.core.sandbox import SANDBOX_LIMITS
 from georax.geo._formula import Formula, FormulaError
 from georax.geo.indices import (
     EVI,
@@ -41,7 +42,7 @@ def _spy(name: str, x: np.ndarray, **consts) -> np.ndarray:
 @pytest.mark.parametrize(
     ("op", "name", "consts"),
     [
-        (NDVI(red_idx=2, nir_idx=3), "NDVI", {}),
+        (NDVI(red_band=2, nir_band=3), "NDVI", {}),
         (NDWI(), "NDWI", {}),
         (NBR(), "NBR", {}),
         (EVI(), "EVI", {"g": 2.5, "C1": 6.0, "C2": 7.5, "L": 1.0}),
@@ -55,13 +56,16 @@ def test_named_indices_match_spyndex(op, name, consts) -> None:
     np.testing.assert_allclose(out[0], _spy(name, x, **consts), rtol=2e-5, atol=1e-6)
 
 
-def test_normalized_difference_and_aliases() -> None:
+def test_normalized_difference_and_band_fields() -> None:
     x = _bands(1)
-    nd = np.asarray(NormalizedDifference(a=4, b=5, label="NDMI-ish")(x))[0]
+    nd = np.asarray(NormalizedDifference(a_band=4, b_band=5, label="NDMI-ish")(x))[0]
     np.testing.assert_allclose(nd, (x[4] - x[5]) / (x[4] + x[5]), rtol=1e-6)
-    assert NDVI(red_idx=0, nir_idx=1) == NDVI(red=0, nir=1)
-    with pytest.raises(ConfigError, match="disagree"):
-        NDVI(red=1, red_idx=2)
+    # one name per band role, no aliases: the seeds' red_idx is an unknown field now
+    with pytest.raises(TypeError, match="red_idx"):
+        NDVI(red_idx=2)  # type: ignore[call-arg]
+    # a bool is not a band index (True would silently mean band 1)
+    with pytest.raises(ConfigError, match=r"NDVI\.red_band"):
+        NDVI(red_band=True)
 
 
 def _catalog_inputs(symbols, rng, shape):
@@ -90,7 +94,7 @@ def test_every_catalog_index_matches_spyndex() -> None:
         bands, consts = _catalog_inputs(symbols, rng, shape)
         order = sorted(bands)
         x = np.stack([bands[s] for s in order]) if order else np.zeros((1, *shape), np.float32)
-        op = SpectralIndex(name, bands={s: i for i, s in enumerate(order)}, constants=consts)
+        op = SpectralIndex(name, band_map={s: i for i, s in enumerate(order)}, constants=consts)
         ours = np.asarray(op(x))[0]
         params = {s: bands[s].astype(np.float64) for s in order}
         params.update(consts)
@@ -175,14 +179,61 @@ def test_geotensor_jit_vmap_grad() -> None:
 @pytest.mark.parametrize(
     "op",
     [
-        NDVI(red_idx=2, nir_idx=3),
-        NDWI(green=1, nir=3),
+        NDVI(red_band=2, nir_band=3),
+        NDWI(green_band=1, nir_band=3),
         NBR(),
         EVI(g=2.0),
         SAVI(l=0.25),
-        NormalizedDifference(a=3, b=4, label="X"),
-        SpectralIndex("EVI", bands={"B": 0, "R": 2, "N": 3}, constants={"L": 0.5}),
+        NormalizedDifference(a_band=3, b_band=4, label="X"),
+        SpectralIndex("EVI", band_map={"B": 0, "R": 2, "N": 3}, constants={"L": 0.5}),
     ],
 )
 def test_round_trip(op) -> None:
     assert_rebuilds(op)
+
+
+ALL_INDICES = [
+    NDVI(),
+    NDWI(),
+    NBR(),
+    EVI(),
+    SAVI(),
+    NormalizedDifference(a_band=3, b_band=4, label="X"),
+    SpectralIndex("GNDVI"),
+]
+
+
+@pytest.mark.parametrize("op", ALL_INDICES, ids=lambda o: type(o).__name__)
+def test_indices_run_on_chips_and_stitch_to_the_scene(op) -> None:
+    """issue 9 item 4: index -> Stitch on chips equals the index on the scene."""
+    x = _bands(4, shape=(6, 20, 22))
+    x[2, 5:9, 3:7] = np.nan  # missing pixels travel through chips like through the scene
+    names = ("B02", "B03", "B04", "B08", "B11", "B12")
+    scene = GeoTensor(x, Affine(10, 0, 5e5, 0, -10, 4e6), "EPSG:32630", None, names)
+    assert_stitches_to_scene(op, scene)
+
+
+@pytest.mark.parametrize("op", ALL_INDICES, ids=lambda o: type(o).__name__)
+def test_indices_refuse_complex_input_and_report_one_band(op) -> None:
+    with pytest.raises(DataError, match="got complex"):
+        op(jnp.ones((6, 4, 4), jnp.complex64))
+    assert op.precheck((2, 6, 32, 32), SANDBOX_LIMITS) == (2, 1, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: EVI(g=float("nan")), "g"),
+        (lambda: EVI(c1=float("inf")), "c1"),
+        (lambda: SAVI(l=float("nan")), "l"),
+        (lambda: NDWI(green_band=1.0), "green_band"),
+        (lambda: NBR(swir2_band=None), "swir2_band"),
+        (lambda: SpectralIndex("EVI", constants={"L": float("nan")}), "constants"),
+        (lambda: SpectralIndex("NDVI", band_map={"R": True, "N": 3}), "band_map"),
+        (lambda: SpectralIndex(["NDVI"]), "index"),
+    ],
+)
+def test_nonsense_index_config_is_refused_naming_the_field(make, field) -> None:
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert e.value.field == field

@@ -17,7 +17,7 @@ from georax.array.reductions import (
     nanquantile,
     order_statistics_radix,
 )
-from georax.core.errors import ShapeError
+from georax.core.errors import DataError, ShapeError
 
 
 def _data(seed: int, shape: tuple[int, ...], nan_frac: float = 0.1) -> np.ndarray:
@@ -133,3 +133,17 @@ def test_rows_split_over_several_ordered_host_calls(monkeypatch: pytest.MonkeyPa
     np.testing.assert_allclose(f(x), ref, rtol=1e-6, equal_nan=True)
     v = jax.vmap(lambda a: nanpercentile(a, q, -1))(jnp.asarray(x))
     np.testing.assert_allclose(np.moveaxis(np.asarray(v), 0, 1), ref, rtol=1e-6, equal_nan=True)
+
+
+def test_empty_input_gives_nan_not_a_bare_error() -> None:
+    """Zero elements per slice, or zero slices: NaN of the right shape, as NumPy (no warning)."""
+    out = nanpercentile(jnp.zeros((3, 0, 0)), 50.0, (-2, -1))
+    assert out.shape == (3,) and bool(jnp.all(jnp.isnan(out)))
+    out = nanpercentile(jnp.zeros((0, 4, 4)), jnp.array([2.0, 98.0]), (-2, -1), keepdims=True)
+    assert out.shape == (2, 0, 1, 1)
+    assert bool(jnp.isnan(jax.jit(lambda v: nanpercentile(v, 10.0))(jnp.zeros((0,)))))
+
+
+def test_complex_input_is_refused() -> None:
+    with pytest.raises(DataError, match="nanpercentile: got complex"):
+        nanpercentile(jnp.ones((4,), jnp.complex64), 50.0)

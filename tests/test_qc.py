@@ -30,12 +30,12 @@ GOOD = jnp.array([[[10.0, 50.0], [200.0, 1000.0]]])
 BAD = jnp.array([[[10.0, 50.0], [200.0, 99_999.0]]])
 
 VALUE_CASES = [
-    (qc.AssertValueRange, {"min_val": 0, "max_val": 10_000}, GOOD, BAD, "99999"),
+    (qc.AssertValueRange, {"vmin": 0, "vmax": 10_000}, GOOD, BAD, "99999"),
     (qc.AssertValidFraction, {"min_valid": 0.75}, GOOD, GOOD.at[0, 0].set(jnp.nan), "50.00%"),
     (qc.AssertNoNaN, {}, GOOD, GOOD.at[0, 1, 1].set(jnp.nan), r"1 NaN value\(s\) of 4"),
 ]
 ALL_QC = [
-    qc.AssertValueRange(min_val=0),
+    qc.AssertValueRange(vmin=0),
     qc.AssertValidFraction(),
     qc.AssertNoNaN(),
     qc.AssertShape((-1, 2)),
@@ -64,9 +64,9 @@ def test_on_fail_must_be_one_of_three(op) -> None:
 
 
 def test_threshold_validation_names_the_field() -> None:
-    with pytest.raises(ConfigError, match="max_val"):
-        qc.AssertValueRange(min_val=5, max_val=1)
-    with pytest.raises(ConfigError, match="min_val"):
+    with pytest.raises(ConfigError, match="vmax"):
+        qc.AssertValueRange(vmin=5, vmax=1)
+    with pytest.raises(ConfigError, match="vmin"):
         qc.AssertValueRange()
     with pytest.raises(ConfigError, match="min_valid"):
         qc.AssertValidFraction(min_valid=1.5)
@@ -141,7 +141,7 @@ def test_off_policy_compiles_nothing(cls, kw, good, bad, value) -> None:
 
 def test_vmap_reports_the_failing_element() -> None:
     batch = jnp.stack([GOOD, BAD, GOOD])
-    op = qc.AssertValueRange(min_val=0, max_val=10_000)
+    op = qc.AssertValueRange(vmin=0, vmax=10_000)
     np.testing.assert_array_equal(
         jax.jit(jax.vmap(op))(jnp.stack([GOOD, GOOD])), jnp.stack([GOOD, GOOD])
     )
@@ -150,7 +150,7 @@ def test_vmap_reports_the_failing_element() -> None:
 
 
 def test_grad_flows_through_checks() -> None:
-    pipe = gx.Sequential([qc.AssertNoNaN(), qc.AssertValueRange(min_val=-1, max_val=1)])
+    pipe = gx.Sequential([qc.AssertNoNaN(), qc.AssertValueRange(vmin=-1, vmax=1)])
     g = jax.grad(lambda v: jnp.sum(pipe(v) ** 2))(jnp.array([0.5, -0.25]))
     np.testing.assert_allclose(g, [1.0, -0.5])
 
@@ -158,9 +158,9 @@ def test_grad_flows_through_checks() -> None:
 def test_geotensor_fill_value_is_excluded() -> None:
     arr = jnp.array([[[0, 0], [300, 400]]], dtype=jnp.uint16)
     gt = geo(arr, fill=0)
-    qc.AssertValueRange(min_val=100, max_val=500)(gt)  # the zeros are nodata: passes
+    qc.AssertValueRange(vmin=100, vmax=500)(gt)  # the zeros are nodata: passes
     with pytest.raises(qc.QCError, match="values span"):
-        qc.AssertValueRange(min_val=100, max_val=500)(arr)  # plain array: zeros count
+        qc.AssertValueRange(vmin=100, vmax=500)(arr)  # plain array: zeros count
     with pytest.raises(qc.QCError, match=r"valid fraction 50\.00% below 60\.00%"):
         qc.AssertValidFraction(min_valid=0.6)(gt)
     out = jax.jit(qc.AssertValidFraction(min_valid=0.5))(gt)
@@ -242,3 +242,76 @@ def test_under_vmap_geo_checks_see_the_static_metadata() -> None:
     pipe = gx.Sequential([qa.AssertCRSEquals("EPSG:32630"), qc.AssertShape((2, 4, 4))])
     out = jax.jit(jax.vmap(pipe))(batch)
     assert out.shape == (5, 2, 4, 4) and out.transform == T
+
+
+# ----------------------------------------------------------------------------- contract, hostile
+def test_qc_base_is_abstract_and_not_a_yaml_target() -> None:
+    with pytest.raises(TypeError, match="abstract"):
+        qc.QCOperator()  # type: ignore[abstract]
+    allowed = gx.registry.public_operators()
+    assert "georax.array.qc.QCOperator" not in allowed
+    assert "georax.array.qc.AssertValueRange" in allowed
+    with pytest.raises(gx.errors.UntrustedTargetError):
+        gx.loads_yaml("{_target_: georax.array.qc.QCOperator}", allowed=allowed)
+
+
+def test_thresholds_are_leaves_and_can_be_vmapped() -> None:
+    """vmin/vmax and min_valid are array leaves: one program, checked per threshold."""
+    op = qc.AssertValueRange(vmin=0, vmax=10_000)
+    assert [type(v) for v in jax.tree_util.tree_leaves(op)] == [type(jnp.zeros(()))] * 2
+    calls = []
+
+    def run(vmax):
+        calls.append(1)
+        return qc.AssertValueRange(vmax=vmax, on_fail="warn")(GOOD)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jax.block_until_ready(jax.jit(jax.vmap(run))(jnp.array([500.0, 5000.0])))
+        jax.effects_barrier()
+    assert len(calls) == 1  # traced once for both thresholds
+    messages = [str(w.message) for w in caught if issubclass(w.category, qc.QCWarning)]
+    assert messages == ["AssertValueRange: values span [10, 1000], outside [-inf, 500]"]
+
+
+def test_nonsense_thresholds_are_refused() -> None:
+    with pytest.raises(ConfigError, match="vmin"):
+        qc.AssertValueRange(vmin=float("nan"))
+    with pytest.raises(ConfigError, match="min_valid"):
+        qc.AssertValidFraction(min_valid=float("nan"))
+    with pytest.raises(ConfigError, match="fill_value"):
+        qc.AssertValueRange(vmin=0, fill_value="zero")
+    with pytest.raises(ConfigError, match="band_names"):
+        qa.AssertSchema(band_names=[1, 2])
+
+
+def test_empty_and_complex_inputs() -> None:
+    empty = jnp.zeros((3, 0, 0))
+    assert qc.AssertValueRange(vmin=0, vmax=1)(empty) is empty  # nothing out of range
+    assert float(qc.valid_fraction(empty)) == 0.0
+    with pytest.raises(qc.QCError, match=r"valid fraction 0\.00% below 50\.00%"):
+        qc.AssertValidFraction()(empty)
+    with pytest.raises(gx.errors.DataError, match="complex"):
+        qc.AssertValueRange(vmin=0)(jnp.ones((2, 2), jnp.complex64))
+    # NaN counting is meaningful for complex values
+    assert qc.AssertNoNaN()(jnp.ones((2, 2), jnp.complex64)).dtype == jnp.complex64
+
+
+def test_checks_run_on_chips() -> None:
+    """QC operators are pass-through on any carrier; geo checks read the Chips' scene metadata."""
+    from georax.patch import GridSampler, Patcher
+
+    scene = geo(jnp.ones((2, 12, 12)), names=("B04", "B08"))
+    chips = GridSampler(Patcher.regular(4))(scene)
+    for op in (
+        qa.AssertCRSEquals("EPSG:32630"),
+        qa.AssertResolutionWithin((9.5, 10.5)),
+        qa.AssertSchema(["B04", "B08"]),
+        qc.AssertValueRange(vmin=0, vmax=1),
+        qc.AssertShape((-1, 2, 4, 4)),
+    ):
+        assert op(chips) is chips
+    with pytest.raises(qc.QCError, match="expected EPSG:4326"):
+        qa.AssertCRSEquals("EPSG:4326")(chips)
+    with pytest.raises(qc.QCError, match=r"missing band\(s\) \['QA60'\]"):
+        qa.AssertSchema(["QA60"], exact=False)(chips)

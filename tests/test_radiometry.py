@@ -9,9 +9,9 @@ import pytest
 from affine import Affine
 from jax.test_util import check_grads
 
-from _geo_helpers import assert_rebuilds
+from _geo_helpers import assert_rebuilds, assert_runs_on_chips, assert_stitches_to_scene, chips_of
 from georax import GeoTensor
-from georax.core.errors import ConfigError
+from georax.core.errors import ConfigError, DataError
 from georax.geo.radiometry import (
     DarkObjectSubtraction,
     DNToReflectance,
@@ -43,13 +43,13 @@ def test_to_float_and_dn_scaling() -> None:
 
 def test_percentile_clip_matches_numpy() -> None:
     x = _refl(1)
-    out = np.asarray(PercentileClip(p_min=2, p_max=98)(x))
+    out = np.asarray(PercentileClip(pmin=2, pmax=98)(x))
     lo, hi = np.nanpercentile(x, [2, 98], axis=(-2, -1), keepdims=True)
     np.testing.assert_allclose(out, np.clip(x, lo, hi), rtol=1e-6)
     assert np.isnan(out).sum() == np.isnan(x).sum()
-    st = np.asarray(PercentileClip(p_min=5, p_max=95, rescale=True)(x))
+    st = np.asarray(PercentileClip(pmin=5, pmax=95, rescale=True)(x))
     assert np.nanmin(st) == 0.0 and np.nanmax(st) == pytest.approx(1.0)
-    whole = np.asarray(PercentileClip(p_min=10, p_max=90, axis=None)(x))
+    whole = np.asarray(PercentileClip(pmin=10, pmax=90, axis=None)(x))
     lo, hi = np.nanpercentile(x, [10, 90])
     np.testing.assert_allclose(whole, np.clip(x, lo, hi), rtol=1e-6)
 
@@ -106,13 +106,13 @@ def test_gradients() -> None:
     g = jax.grad(lambda o: jnp.sum(o(x)))(op)
     assert jnp.isfinite(g.sun_zenith) and g.sun_zenith != 0
     check_grads(
-        lambda v: PercentileClip(p_min=10, p_max=90)(v), (x,), order=1, modes=("rev",), eps=1e-3
+        lambda v: PercentileClip(pmin=10, pmax=90)(v), (x,), order=1, modes=("rev",), eps=1e-3
     )
 
 
 def test_bad_config() -> None:
-    with pytest.raises(ConfigError, match="p_min"):
-        PercentileClip(p_min=90, p_max=10)
+    with pytest.raises(ConfigError, match="pmin"):
+        PercentileClip(pmin=90, pmax=10)
     with pytest.raises(ConfigError, match="percentile"):
         DarkObjectSubtraction(percentile=101)
     with pytest.raises(ConfigError, match="exactly one"):
@@ -127,7 +127,7 @@ def test_bad_config() -> None:
         ToFloat32(),
         DNToReflectance(),
         ScaleOffset(scale=[1.0, 2.0], offset=0.5),
-        PercentileClip(p_min=2, p_max=98, axis=(-2, -1)),
+        PercentileClip(pmin=2, pmax=98, axis=(-2, -1)),
         DarkObjectSubtraction(percentile=2, axis=None),
         TOAToBOA(sun_zenith_band=-2),
         TOAToBOA(sun_zenith=35.0, path_reflectance=0.02),
@@ -162,3 +162,93 @@ def test_sun_below_the_horizon_is_refused_or_masked() -> None:
     assert np.isnan(out[:, 0, 1]).all() and np.isnan(out[:, 1, 0]).all()
     np.testing.assert_allclose(out[:, 1, 1], 0.2)
     np.testing.assert_allclose(out[:, 0, 0], 0.2 / np.cos(np.deg2rad(30.0)), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ nonsense values, hostile input
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: Normalize(std=float("nan")), "std"),
+        (lambda: Normalize(std=[1.0, float("nan")], mean=[0.0, 0.0]), "std"),
+        (lambda: Normalize(std=-1.0), "std"),
+        (lambda: Normalize(std=float("inf")), "std"),
+        (lambda: Normalize(mean=float("nan")), "mean"),
+        (lambda: ScaleOffset(scale=float("nan")), "scale"),
+        (lambda: DNToReflectance(offset=float("inf")), "offset"),
+        (lambda: TOAToBOA(sun_zenith=30.0, path_reflectance=float("nan")), "path_reflectance"),
+        (lambda: TOAToBOA(sun_zenith=float("nan")), "sun_zenith"),
+        (lambda: TOAToBOA(sun_zenith="noon"), "sun_zenith"),
+        (lambda: TOAToBOA(sun_zenith_band=True), "sun_zenith_band"),
+        (lambda: PercentileClip(pmin=float("nan")), "pmin"),
+        (lambda: PercentileClip(pmax=[2.0, 98.0]), "pmax"),
+        (lambda: DarkObjectSubtraction(percentile=float("nan")), "percentile"),
+    ],
+)
+def test_nonsense_parameters_are_refused_naming_the_field(make, field) -> None:
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert e.value.field == field
+
+
+def test_traced_parameters_are_not_checked_but_still_work() -> None:
+    """Leaves may be tracers (vmap over parameters): only known values are checked."""
+    x = jnp.asarray(_refl(3, shape=(2, 12, 12), nan_frac=0.0))
+    stds = jnp.array([0.5, 2.0])
+    out = jax.vmap(lambda s: Normalize(mean=0.1, std=s)(x))(stds)
+    np.testing.assert_allclose(out[1], (x - 0.1) / 2.0, rtol=1e-6)
+    lows = jnp.array([5.0, 20.0])
+    clipped = jax.vmap(lambda p: PercentileClip(pmin=p, pmax=90.0)(x))(lows)
+    np.testing.assert_allclose(clipped[1], PercentileClip(pmin=20.0, pmax=90.0)(x), rtol=1e-6)
+    assert not np.allclose(clipped[0], clipped[1])
+
+
+def test_normalize_fit_names_a_band_without_data() -> None:
+    x = np.ones((3, 4, 4), np.float32)
+    x[1] = np.nan
+    with pytest.raises(DataError, match=r"band\(s\) \[1\] have no finite pixel"):
+        Normalize.fit(x)
+
+
+def test_percentile_operators_on_empty_arrays_return_empty_arrays() -> None:
+    for shape in [(3, 0, 0), (0, 4, 4), (2, 0, 5)]:
+        x = jnp.zeros(shape, jnp.float32)
+        for op in (PercentileClip(), DarkObjectSubtraction(), PercentileClip(rescale=True)):
+            out = op(x)
+            assert out.shape == shape and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        ToFloat32(),
+        ScaleOffset(),
+        DNToReflectance(),
+        PercentileClip(),
+        DarkObjectSubtraction(),
+        TOAToBOA(sun_zenith=30.0),
+        TOAToBOA(sun_zenith_band=-1),
+        Normalize(),
+    ],
+    ids=lambda o: type(o).__name__,
+)
+def test_complex_input_is_refused_not_cast(op) -> None:
+    with pytest.raises(DataError, match=f"{type(op).__name__}: got complex"):
+        op(jnp.ones((3, 4, 4), jnp.complex64))
+
+
+def test_radiometry_runs_on_chips() -> None:
+    import georax as gx
+
+    scene = gx.data.sentinel2_l1c(20)
+    for op in (
+        ToFloat32(),
+        DNToReflectance(scale=jnp.full(7, 1e-4)),
+        TOAToBOA(sun_zenith=30.0),
+        TOAToBOA(sun_zenith_band=-1),
+        Normalize(mean=jnp.full(7, 100.0), std=jnp.full(7, 50.0)),
+    ):
+        assert_stitches_to_scene(op, scene)
+    # percentiles are per chip: each chip is clipped / corrected on its own statistics
+    chips = chips_of(ToFloat32()(scene))
+    for op in (PercentileClip(), DarkObjectSubtraction(percentile=5.0)):
+        assert_runs_on_chips(op, chips)

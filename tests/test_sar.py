@@ -9,15 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from affine import Affine
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 from scipy import ndimage
 
+from _geo_helpers import assert_runs_on_chips, assert_stitches_to_scene, chips_of
 from georax import GeoTensor, Sequential
-from georax.core.errors import ConfigError
+from georax.core.budget import BudgetExceededError
+from georax.core.errors import ConfigError, DataError, GeoraxError, ShapeError
+from georax.core.sandbox import SANDBOX_LIMITS
 from georax.geo.sar import (
-    BOUNDARY_MODES,
+    PADDING_MODES,
     DBToLinear,
     LeeSpeckle,
     LinearToDB,
@@ -96,17 +99,19 @@ def test_db_grads() -> None:
 @settings(max_examples=20, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
-    h=st.integers(3, 23),
-    w=st.integers(3, 23),
-    window=st.sampled_from([3, 5, 7, 9]),
-    mode=st.sampled_from(sorted(BOUNDARY_MODES)),
+    h=st.integers(1, 23),
+    w=st.integers(1, 23),
+    window=st.sampled_from([3, 5, 7, 9, 15, 21]),
+    mode=st.sampled_from(sorted(PADDING_MODES)),
 )
 def test_box_mean_matches_scipy_uniform_filter(
     seed: int, h: int, w: int, window: int, mode: str
 ) -> None:
+    """Borders included, also where the pad is longer than an axis (window // 2 >= H)."""
+    assume(window <= max(h, w))
     x = np.random.default_rng(seed).normal(size=(2, h, w)).astype(np.float32)
     ref = ndimage.uniform_filter(x.astype(np.float64), size=(1, window, window), mode=mode)
-    np.testing.assert_allclose(box_mean(jnp.asarray(x), window, mode=mode), ref, atol=2e-6)
+    np.testing.assert_allclose(box_mean(jnp.asarray(x), window, padding=mode), ref, atol=2e-6)
 
 
 # ------------------------------------------------------------------------------ Lee filter
@@ -116,14 +121,14 @@ def test_box_mean_matches_scipy_uniform_filter(
     h=st.integers(8, 40),
     w=st.integers(8, 40),
     window=st.sampled_from([3, 5, 7]),
-    mode=st.sampled_from(sorted(BOUNDARY_MODES)),
+    mode=st.sampled_from(sorted(PADDING_MODES)),
     looks=st.one_of(st.none(), st.floats(1.0, 20.0)),
 )
 def test_lee_matches_scipy_reference(
     seed: int, h: int, w: int, window: int, mode: str, looks: float | None
 ) -> None:
     x = speckled(seed, (2, h, w))
-    op = LeeSpeckle(window=window, looks=looks, mode=mode)
+    op = LeeSpeckle(window_size=window, looks=looks, padding=mode)
     if looks is None:
         x64 = x.astype(np.float64)
         cu2 = x64.var(axis=(-2, -1), keepdims=True) / x64.mean(axis=(-2, -1), keepdims=True) ** 2
@@ -138,8 +143,8 @@ def test_lee_borders_match_scipy_for_every_mode() -> None:
     # explicitly (and check the modes really do differ there, so the test can fail).
     x = speckled(3, (1, 30, 30))
     outs = {}
-    for mode in BOUNDARY_MODES:
-        out = np.asarray(lee_filter(jnp.asarray(x), 7, cu2=0.25, mode=mode))
+    for mode in PADDING_MODES:
+        out = np.asarray(lee_filter(jnp.asarray(x), 7, cu2=0.25, padding=mode))
         ref = lee_reference(x, 7, 0.25, mode)
         border = np.ones((30, 30), bool)
         border[3:-3, 3:-3] = False
@@ -154,7 +159,7 @@ def test_lee_reduces_speckle_and_keeps_edges() -> None:
     looks = 4.0
     s = np.where(np.arange(64)[None, :] < 32, 1.0, 10.0) * np.ones((64, 64))
     y = (s * rng.gamma(looks, 1 / looks, size=s.shape)).astype(np.float32)
-    out = np.asarray(LeeSpeckle(window=7, looks=looks)(y))
+    out = np.asarray(LeeSpeckle(window_size=7, looks=looks)(y))
     flat = (slice(8, -8), slice(4, 26))  # homogeneous area, away from the edge
     # speckle std in the flat area drops by well over half, the mean is preserved
     assert out[flat].std() < 0.5 * y[flat].std()
@@ -165,8 +170,8 @@ def test_lee_reduces_speckle_and_keeps_edges() -> None:
 
 def test_lee_constant_image_is_fixed_point() -> None:
     x = jnp.full((2, 9, 11), 0.37, jnp.float32)
-    np.testing.assert_allclose(LeeSpeckle(window=5)(x), x, rtol=1e-6)
-    np.testing.assert_allclose(LeeSpeckle(window=5, looks=1.0)(x), x, rtol=1e-6)
+    np.testing.assert_allclose(LeeSpeckle(window_size=5)(x), x, rtol=1e-6)
+    np.testing.assert_allclose(LeeSpeckle(window_size=5, looks=1.0)(x), x, rtol=1e-6)
 
 
 def test_scene_cv2_is_one_over_looks_for_pure_speckle() -> None:
@@ -185,7 +190,7 @@ def test_lee_nan_propagates_only_to_its_window() -> None:
 def test_lee_geotensor_jit_vmap() -> None:
     x = speckled(7, (3, 2, 16, 16))
     gt = GeoTensor(x[0], Affine(10, 0, 5e5, 0, -10, 4e6), "EPSG:32630", band_names=("VV", "VH"))
-    op = LeeSpeckle(window=5, looks=4.4)
+    op = LeeSpeckle(window_size=5, looks=4.4)
     out = jax.jit(op)(gt)
     assert isinstance(out, GeoTensor)
     assert (out.transform, out.crs, out.band_names) == (gt.transform, gt.crs, gt.band_names)
@@ -196,8 +201,12 @@ def test_lee_geotensor_jit_vmap() -> None:
     for i in range(3):
         np.testing.assert_allclose(batched[i], op(x[i]), rtol=1e-6)
     # looks is a leaf: vmap over it without recompiling per value
-    per_looks = jax.vmap(lambda lk: LeeSpeckle(window=5, looks=lk)(x[0]))(jnp.array([1.0, 4.0]))
-    np.testing.assert_allclose(per_looks[1], op.__class__(window=5, looks=4.0)(x[0]), rtol=1e-5)
+    per_looks = jax.vmap(lambda lk: LeeSpeckle(window_size=5, looks=lk)(x[0]))(
+        jnp.array([1.0, 4.0])
+    )
+    np.testing.assert_allclose(
+        per_looks[1], op.__class__(window_size=5, looks=4.0)(x[0]), rtol=1e-5
+    )
     assert not np.allclose(per_looks[0], per_looks[1])
 
 
@@ -207,7 +216,7 @@ def test_lee_grads() -> None:
     check_grads(lambda v: lee_filter(v, 3), (x,), order=1, modes=["rev"], rtol=2e-2)
     # gradient w.r.t. the number of looks (a leaf)
     check_grads(
-        lambda lk: LeeSpeckle(window=3, looks=lk)(x).sum(),
+        lambda lk: LeeSpeckle(window_size=3, looks=lk)(x).sum(),
         (jnp.float32(3.0),),
         order=1,
         modes=["rev"],
@@ -222,10 +231,10 @@ def test_lee_grads() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"window": 4}, "window"),
-        ({"window": 1}, "window"),
-        ({"window": 7.0}, "window"),
-        ({"mode": "bogus"}, "mode"),
+        ({"window_size": 4}, "window_size"),
+        ({"window_size": 1}, "window_size"),
+        ({"window_size": 7.0}, "window_size"),
+        ({"padding": "bogus"}, "padding"),
         ({"looks": 0.0}, "looks"),
         ({"looks": -2.0}, "looks"),
     ],
@@ -240,7 +249,7 @@ def test_lee_config_errors(kwargs: dict, field: str) -> None:
 @pytest.mark.parametrize(
     "op",
     [
-        LeeSpeckle(window=9, looks=4.4, mode="nearest"),
+        LeeSpeckle(window_size=9, looks=4.4, padding="nearest"),
         LeeSpeckle(),
         LinearToDB(amplitude=True, floor_db=-40.0),
         LinearToDB(),
@@ -255,7 +264,7 @@ def test_config_round_trip_and_pickle(op) -> None:
 
 
 def test_seed_chain_under_jit() -> None:
-    pipe = Sequential([LeeSpeckle(window=7), LinearToDB(floor_db=-35.0)])
+    pipe = Sequential([LeeSpeckle(window_size=7), LinearToDB(floor_db=-35.0)])
     x = speckled(10, (2, 32, 32))
     out = jax.jit(pipe)(x)
     ref = 10 * np.log10(np.maximum(lee_reference(x, 7, scene_cv2_np(x), "reflect"), 10**-3.5))
@@ -268,9 +277,105 @@ def scene_cv2_np(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "op", [LeeSpeckle(window=5, looks=4.4, mode="wrap"), LeeSpeckle(), LinearToDB(floor_db=-30.0)]
+    "op",
+    [
+        LeeSpeckle(window_size=5, looks=4.4, padding="wrap"),
+        LeeSpeckle(),
+        LinearToDB(floor_db=-30.0),
+    ],
 )
 def test_yaml_round_trip(op) -> None:
     from georax.core.yaml_io import dumps_yaml, loads_yaml
 
     assert loads_yaml(dumps_yaml(op)) == op
+
+
+# ------------------------------------------------------------------ hostile configs and input
+def test_pad_longer_than_an_axis_matches_scipy_in_every_mode() -> None:
+    """The gather path (pad >= axis length) against scipy, deterministically for every mode."""
+    x = np.random.default_rng(5).normal(size=(1, 3, 40)).astype(np.float32)
+    for mode in PADDING_MODES:
+        for window in (7, 9, 25, 39):  # window // 2 >= 3 rows: several periods of reflection
+            ref = ndimage.uniform_filter(x.astype(np.float64), size=(1, window, window), mode=mode)
+            got = box_mean(jnp.asarray(x), window, padding=mode)
+            np.testing.assert_allclose(got, ref, atol=2e-6, err_msg=f"{mode} {window}")
+
+
+def test_trace_cost_of_the_box_mean_does_not_grow_with_the_window() -> None:
+    """jnp.pad's reflect loop grew with pad / size; the program must not (the issue's cause 1)."""
+    x = jnp.ones((1, 3, 600), jnp.float32)
+
+    def n_eqns(window: int) -> int:
+        return len(jax.make_jaxpr(lambda v: box_mean(v, window))(x).jaxpr.eqns)
+
+    assert n_eqns(9) == n_eqns(101) == n_eqns(599)
+
+
+def test_window_larger_than_the_image_is_a_shape_error_not_a_hang() -> None:
+    x = jnp.ones((1, 512, 512), jnp.float32)
+    with pytest.raises(ShapeError, match=r"window_size=1000000001 is larger than the 512x512"):
+        LeeSpeckle(window_size=1000000001)(x)
+    with pytest.raises(ShapeError, match="larger than the"):
+        jax.jit(LeeSpeckle(window_size=1025))(x)
+    with pytest.raises(ShapeError, match="box_mean"):
+        box_mean(x, 1025)
+
+
+def test_the_issue_reproducer_is_refused_by_the_sandboxed_loader() -> None:
+    """issue 16 cause 1: this document never returned; now it is a typed error."""
+    import georax as gx
+
+    with pytest.raises(GeoraxError, match="window_size"):
+        gx.loads_yaml(
+            "{_target_: georax.geo.sar.LeeSpeckle, window_size: 1000000001}",
+            allowed=gx.registry.public_operators(),
+            input_spec=(1, 512, 512),
+            memory_budget="256MiB",
+            flop_budget=1e12,
+        )
+
+
+def test_lee_precheck_refuses_without_tracing() -> None:
+    op = LeeSpeckle(window_size=1000000001)
+    with pytest.raises(BudgetExceededError, match=r"LeeSpeckle\.window_size") as e:
+        op.precheck((1, 512, 512), SANDBOX_LIMITS)
+    assert e.value.stage == "precheck" and e.value.budget == SANDBOX_LIMITS.max_extent
+    with pytest.raises(ShapeError, match="larger than the 512x512"):
+        LeeSpeckle(window_size=1025).precheck((1, 512, 512), SANDBOX_LIMITS)
+    with pytest.raises(ShapeError, match=r"got shape \(512,\)"):
+        LeeSpeckle().precheck((512,), SANDBOX_LIMITS)
+    assert LeeSpeckle(window_size=9).precheck((4, 2, 64, 64), SANDBOX_LIMITS) == (4, 2, 64, 64)
+
+
+@pytest.mark.parametrize("shape", [(5,), (), (3, 0, 0)])
+def test_lee_on_arrays_without_an_image_is_a_shape_error(shape) -> None:
+    with pytest.raises(ShapeError, match="LeeSpeckle"):
+        LeeSpeckle()(jnp.ones(shape, jnp.float32))
+
+
+def test_complex_input_is_refused_where_the_math_is_real() -> None:
+    slc = jnp.ones((1, 8, 8), jnp.complex64)
+    for op in (LeeSpeckle(window_size=3), LinearToDB(), DBToLinear()):
+        with pytest.raises(DataError, match=f"{type(op).__name__}: got complex"):
+            op(slc)
+    with pytest.raises(DataError, match="abs"):
+        lee_filter(slc, 3)
+    # the documented way in: intensity of the SLC
+    assert LinearToDB()(jnp.abs(slc) ** 2).dtype == jnp.float32
+
+
+def test_nonsense_floor_is_refused() -> None:
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=r"LinearToDB\.floor_db"):
+            LinearToDB(floor_db=bad)
+    for bad in (float("nan"), "four", [1.0, [2.0]]):
+        with pytest.raises(ConfigError, match=r"LeeSpeckle\.looks"):
+            LeeSpeckle(looks=bad)
+
+
+def test_sar_operators_run_on_chips() -> None:
+    x = GeoTensor(speckled(4, (2, 20, 22)), Affine(20, 0, 5e5, 0, -20, 4e6), "EPSG:32630")
+    for op in (LinearToDB(floor_db=-30.0), DBToLinear()):
+        assert_stitches_to_scene(op, x)
+    # the Lee filter sees each chip as an image of its own (chip borders padded)
+    assert_runs_on_chips(LeeSpeckle(window_size=5, looks=4.0), chips_of(x))

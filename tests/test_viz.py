@@ -12,9 +12,10 @@ import pytest
 from affine import Affine
 from PIL import Image
 
-from _geo_helpers import assert_rebuilds
+from _geo_helpers import assert_rebuilds, assert_runs_on_chips, assert_stitches_to_scene, chips_of
 from georax import GeoTensor
 from georax.core.errors import ConfigError, DataError, ShapeError
+from georax.core.sandbox import SANDBOX_LIMITS
 from georax.geo.viz import Colormap, TrueColor, encode_png, write_png
 
 
@@ -47,7 +48,7 @@ def test_lut_built_once_and_is_a_leaf() -> None:
 def test_true_color_fixed_and_percentile() -> None:
     x = np.random.default_rng(1).uniform(0, 0.4, (6, 10, 12)).astype(np.float32)
     x[2, 0, 0] = np.nan
-    out = np.asarray(TrueColor(bands=(2, 1, 0), vmin=0.0, vmax=0.3)(x))
+    out = np.asarray(TrueColor(rgb_bands=(2, 1, 0), vmin=0.0, vmax=0.3)(x))
     assert out.shape == (4, 10, 12) and out.dtype == np.uint8
     ref = np.round(np.clip(x[[2, 1, 0]] / 0.3, 0, 1) * 255)
     ok = ~np.isnan(ref)
@@ -91,3 +92,62 @@ def test_bad_input() -> None:
 )
 def test_round_trip(op) -> None:
     assert_rebuilds(op)
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: Colormap(vmin=1.0, vmax=1.0), "vmax"),
+        (lambda: Colormap(vmin=2.0, vmax=1.0), "vmax"),
+        (lambda: Colormap(vmin=float("nan")), "vmin"),
+        (lambda: Colormap(vmax=float("inf")), "vmax"),
+        (lambda: Colormap(nan_rgba=("a", 0, 0, 0)), "nan_rgba"),
+        (lambda: Colormap(nan_rgba=(0, 0, 0)), "nan_rgba"),
+        (lambda: TrueColor(gamma=0.0), "gamma"),
+        (lambda: TrueColor(gamma=-2.2), "gamma"),
+        (lambda: TrueColor(gamma=float("nan")), "gamma"),
+        (lambda: TrueColor(vmin=0.3, vmax=0.3), "vmax"),
+        (lambda: TrueColor(pmin=50.0, pmax=50.0), "pmax"),
+        (lambda: TrueColor(pmin=-5.0), "pmin"),
+        (lambda: TrueColor(rgb_bands=(0, 1, True)), "rgb_bands"),
+        (lambda: TrueColor(vmin="dark", vmax=1.0), "vmin"),
+    ],
+)
+def test_nonsense_rendering_values_are_refused_naming_the_field(make, field) -> None:
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert e.value.field == field
+
+
+def test_true_color_range_and_gamma_are_leaves() -> None:
+    """vmin/vmax/gamma are leaves (as in Colormap): vmap over them, one compiled program."""
+    x = jnp.asarray(np.random.default_rng(0).uniform(0, 0.4, (3, 6, 6)).astype(np.float32))
+    op = TrueColor(rgb_bands=(0, 1, 2), vmin=0.0, vmax=0.3, gamma=1.0)
+    assert len(jax.tree_util.tree_leaves(op)) == 5  # vmin, vmax, pmin, pmax, gamma
+    vmaxes = jnp.array([0.2, 0.4])
+    out = jax.vmap(lambda v: TrueColor(rgb_bands=(0, 1, 2), vmin=0.0, vmax=v)(x))(vmaxes)
+    np.testing.assert_array_equal(out[1], TrueColor(rgb_bands=(0, 1, 2), vmin=0.0, vmax=0.4)(x))
+    assert not np.array_equal(out[0], out[1])
+
+
+def test_hostile_shapes_and_dtypes_are_typed_errors() -> None:
+    with pytest.raises(ShapeError, match="Colormap"):
+        Colormap()(np.zeros((5,), np.float32))
+    for op in (Colormap(), TrueColor(rgb_bands=(0, 0, 0))):
+        with pytest.raises(DataError, match="got complex"):
+            op(np.zeros((1, 3, 3), np.complex64))
+    empty = TrueColor(rgb_bands=(0, 1, 2))(np.zeros((3, 0, 0), np.float32))
+    assert empty.shape == (4, 0, 0) and empty.dtype == np.uint8
+    assert Colormap().precheck((1, 64, 64), SANDBOX_LIMITS) == (4, 64, 64)
+    assert TrueColor(alpha=False).precheck((2, 6, 64, 64), SANDBOX_LIMITS) == (2, 3, 64, 64)
+
+
+def test_viz_runs_on_chips() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (3, 20, 22)).astype(np.float32)
+    x[:, 2:5, 2:5] = np.nan
+    scene = GeoTensor(x, Affine(10, 0, 5e5, 0, -10, 4e6), "EPSG:32630")
+    assert_stitches_to_scene(TrueColor(rgb_bands=(0, 1, 2), vmin=-1.0, vmax=1.0), scene)
+    assert_stitches_to_scene(Colormap("RdYlGn", vmin=-1, vmax=1), scene[:1])
+    # a percentile stretch is per chip
+    assert_runs_on_chips(TrueColor(rgb_bands=(0, 1, 2)), chips_of(scene))

@@ -26,10 +26,16 @@ Two kinds of check:
 
 Nodata: for a :class:`~georax.GeoTensor` with a ``fill_value``, pixels equal to it are treated as
 invalid (excluded from the range, counted against the valid fraction); NaNs always are.
+
+Leaf vs static: thresholds (``vmin``/``vmax``, ``min_valid``) are array leaves -- tunable
+without recompiling, and a pipeline can be ``vmap``-ed over them. ``fill_value`` stays static: it
+is a sentinel that says which pixels exist, like the carrier's own (static) ``fill_value``.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: equinox reads `AbstractVar` annotations at class
+# creation and refuses them as strings.
 
+import abc
 import collections
 import contextlib
 import functools
@@ -40,14 +46,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Shaped
 
+from georax.array.validate import concrete, is_finite_value, optional_leaf, require_real
 from georax.core.carrier import values_of
 from georax.core.errors import GeoraxError
-from georax.core.operator import Operator, as_tuple, static
+from georax.core.operator import Operator, as_tuple, leaf, static
 
 __all__ = [
     "POLICIES",
@@ -134,36 +142,45 @@ logging.getLogger("jax._src.debugging").addFilter(_QuietQCFailures())
 
 # ----------------------------------------------------------------------------- pure functions
 def valid_mask(
-    x: Shaped[Array, "*shape"], nodata: float | int | None = None
+    x: Shaped[Array, "*shape"], fill_value: float | int | None = None
 ) -> Bool[Array, "*shape"]:
-    """``True`` where ``x`` is a usable value: not NaN/inf and not equal to ``nodata``.
+    """``True`` where ``x`` is a usable value: not NaN/inf and not equal to ``fill_value``.
 
     **Arguments:**
 
     - `x`: any array.
-    - `nodata`: a value marking missing pixels (ignored when None or NaN).
+    - `fill_value`: a value marking missing pixels (ignored when None or NaN).
 
     **Returns:** a boolean array of ``x``'s shape.
     """
+    x = jnp.asarray(x)
     ok = jnp.isfinite(x) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.ones(x.shape, bool)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        ok = ok & (x != nodata)
+    if fill_value is not None and not (isinstance(fill_value, float) and math.isnan(fill_value)):
+        ok = ok & (x != fill_value)
     return ok
 
 
-def valid_fraction(x: Shaped[Array, "*shape"], nodata: float | int | None = None) -> Array:
-    """Fraction of elements of ``x`` that are valid (see :func:`valid_mask`), float32 scalar."""
-    return jnp.mean(valid_mask(x, nodata).astype(jnp.float32))
+def valid_fraction(x: Shaped[Array, "*shape"], fill_value: float | int | None = None) -> Array:
+    """Fraction of elements of ``x`` that are valid (see :func:`valid_mask`), float32 scalar.
+
+    An empty array has no valid element: its fraction is 0 (not the NaN of an empty mean).
+    """
+    ok = valid_mask(x, fill_value)
+    return jnp.sum(ok, dtype=jnp.float32) / max(ok.size, 1)
 
 
 def value_range(
-    x: Shaped[Array, "*shape"], nodata: float | int | None = None
+    x: Shaped[Array, "*shape"], fill_value: float | int | None = None
 ) -> tuple[Array, Array]:
-    """``(min, max)`` of the valid elements of ``x`` as float32 (``(inf, -inf)`` if none)."""
-    ok = valid_mask(x, nodata)
+    """``(min, max)`` of the valid elements of ``x`` as float32 (``(inf, -inf)`` if none).
+
+    **Raises:** :class:`~georax.errors.DataError` for complex input (it has no order).
+    """
+    x = require_real(x, "value_range")
+    ok = valid_mask(x, fill_value)
     xf = x.astype(jnp.float32)
-    lo = jnp.min(jnp.where(ok, xf, jnp.inf))
-    hi = jnp.max(jnp.where(ok, xf, -jnp.inf))
+    lo = jnp.min(jnp.where(ok, xf, jnp.inf), initial=jnp.inf)
+    hi = jnp.max(jnp.where(ok, xf, -jnp.inf), initial=-jnp.inf)
     return lo, hi
 
 
@@ -181,12 +198,19 @@ def _fmt(v: float) -> str:
 
 
 class QCOperator(Operator):
-    """Base of QC operators: validates ``on_fail`` and reports failures per the policy.
+    """Abstract base of QC operators: validates ``on_fail`` and reports failures per the policy.
 
-    Subclasses declare ``on_fail: str = static("raise")`` as their last field (so their own
-    required fields can come first) and call :meth:`report` (static checks) or
-    :meth:`check_values` (value checks) from ``__call__``, returning ``x`` unchanged.
+    Subclasses declare ``on_fail: str = static(default="raise")`` as their last field (so their
+    own required fields can come first), implement ``__call__`` and call :meth:`report` (static
+    checks) or :meth:`check_values` (value checks) from it, returning ``x`` unchanged. The base
+    is abstract (equinox's abstract/final rule): it is never registered as a YAML target.
     """
+
+    on_fail: eqx.AbstractVar[str]
+
+    @abc.abstractmethod
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        """Check ``x`` and return it unchanged."""
 
     def __check_init__(self) -> None:
         policy = getattr(self, "on_fail", None)
@@ -196,7 +220,7 @@ class QCOperator(Operator):
     @property
     def enabled(self) -> bool:
         """False when ``on_fail="off"``."""
-        return getattr(self, "on_fail", "raise") != "off"
+        return self.on_fail != "off"
 
     def report(self, message: str, measured: dict[str, Any] | None = None) -> None:
         """Act on a failed check on the host: raise :class:`QCError` or warn, per ``on_fail``."""
@@ -253,60 +277,74 @@ class QCOperator(Operator):
         self.report(message, measured)
 
 
-def _nodata_of(x: Any, nodata: float | int | None) -> float | int | None:
-    if nodata is not None:
-        return nodata
+def _fill_value_of(x: Any, fill_value: float | int | None) -> float | int | None:
+    if fill_value is not None:
+        return fill_value
     return getattr(x, "fill_value", None)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
+def _bad_leaf(value: Any, ok: Callable[[np.ndarray], np.ndarray]) -> bool:
+    """True when a leaf is not a number, or is known (not traced) and fails ``ok``."""
+    if not is_finite_value(value) and concrete(value) is None:
+        return True  # not a number at all (a string, a ragged list)
+    v = concrete(value)
+    if v is None:
+        return False  # traced: its value exists only at run time
+    if v.ndim != 0 or v.dtype.kind not in "fiu":
+        return True
+    return not bool(ok(v))
 
 
 # ----------------------------------------------------------------------------- value checks
 class AssertValueRange(QCOperator):
-    """Check that every valid value lies in ``[min_val, max_val]``.
+    """Check that every valid value lies in ``[vmin, vmax]``.
 
-    NaNs and nodata pixels (``nodata``, or the GeoTensor's ``fill_value``) are ignored. The
+    NaNs and nodata pixels (``fill_value``, or the GeoTensor's ``fill_value``) are ignored. The
     message gives the measured ``[min, max]``.
 
     **Arguments:**
 
-    - `min_val`, `max_val`: inclusive limits; None leaves that side open.
-    - `nodata`: a value to ignore besides NaN (default: the input's ``fill_value`` if any).
+    - `vmin`, `vmax`: inclusive limits (array leaves); None leaves that side open.
+    - `fill_value`: a value to ignore besides NaN (default: the input's ``fill_value`` if any).
     - `on_fail`: ``"raise"``, ``"warn"`` or ``"off"``.
     """
 
-    min_val: float | None = static(default=None)
-    max_val: float | None = static(default=None)
-    nodata: float | None = static(default=None)
+    vmin: Array | None = optional_leaf()
+    vmax: Array | None = optional_leaf()
+    fill_value: float | None = static(default=None)
     on_fail: str = static(default="raise")
 
     def __check_init__(self) -> None:
-        for field in ("min_val", "max_val"):
+        for field in ("vmin", "vmax"):
             v = getattr(self, field)
-            if v is not None and not _is_number(v):
-                self.fail(field, "must be a number or None")
-        if self.min_val is None and self.max_val is None:
-            self.fail("min_val", "give min_val and/or max_val")
-        if self.min_val is not None and self.max_val is not None and self.min_val > self.max_val:
-            self.fail("max_val", f"must be >= min_val={self.min_val}")
+            if v is not None and _bad_leaf(v, lambda a: ~np.isnan(a)):
+                self.fail(field, "must be a number (not NaN) or None")
+        if self.vmin is None and self.vmax is None:
+            self.fail("vmin", "give vmin and/or vmax")
+        if self.fill_value is not None and not isinstance(self.fill_value, int | float):
+            self.fail("fill_value", "must be a number or None")
+        lo, hi = concrete(self.vmin), concrete(self.vmax)
+        if lo is not None and hi is not None and bool(lo > hi):
+            self.fail("vmax", f"must be >= vmin={float(lo):g}")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:
             return x
-        lo, hi = value_range(values_of(x), _nodata_of(x, self.nodata))
+        lo, hi = value_range(values_of(x), _fill_value_of(x, self.fill_value))
         ok = jnp.bool_(True)
-        if self.min_val is not None:
-            ok = ok & (lo >= self.min_val)
-        if self.max_val is not None:
-            ok = ok & (hi <= self.max_val)
-        limits = f"[{self.min_val}, {self.max_val}]"
-        self.check_values(
-            ok,
-            {"min": lo, "max": hi},
-            lambda m: f"values span [{_fmt(m['min'])}, {_fmt(m['max'])}], outside {limits}",
-        )
+        measured = {"min": lo, "max": hi}
+        if self.vmin is not None:
+            ok = ok & (lo >= self.vmin)
+            measured["vmin"] = self.vmin
+        if self.vmax is not None:
+            ok = ok & (hi <= self.vmax)
+            measured["vmax"] = self.vmax
+
+        def describe(m: dict[str, float]) -> str:
+            limits = f"[{_fmt(m.get('vmin', -np.inf))}, {_fmt(m.get('vmax', np.inf))}]"
+            return f"values span [{_fmt(m['min'])}, {_fmt(m['max'])}], outside {limits}"
+
+        self.check_values(ok, measured, describe)
         return x
 
 
@@ -314,31 +352,34 @@ class AssertValidFraction(QCOperator):
     """Check that at least ``min_valid`` of the values are valid (finite, not nodata).
 
     Catches the all-NaN scene from a failed download, or a scene mostly outside its footprint.
+    An empty input has no valid value (fraction 0).
 
     **Arguments:**
 
-    - `min_valid`: required fraction in ``[0, 1]``.
-    - `nodata`: a value counted as invalid besides NaN/inf (default: the input's ``fill_value``).
+    - `min_valid`: required fraction in ``[0, 1]`` (an array leaf).
+    - `fill_value`: a value counted as invalid besides NaN/inf (default: the input's
+      ``fill_value``).
     - `on_fail`: ``"raise"``, ``"warn"`` or ``"off"``.
     """
 
-    min_valid: float = static(default=0.5)
-    nodata: float | None = static(default=None)
+    min_valid: Array = leaf(default=0.5)
+    fill_value: float | None = static(default=None)
     on_fail: str = static(default="raise")
 
     def __check_init__(self) -> None:
-        if not _is_number(self.min_valid) or not 0.0 <= self.min_valid <= 1.0:
+        if _bad_leaf(self.min_valid, lambda a: (a >= 0.0) & (a <= 1.0)):
             self.fail("min_valid", "must be a number in [0, 1]")
+        if self.fill_value is not None and not isinstance(self.fill_value, int | float):
+            self.fail("fill_value", "must be a number or None")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:
             return x
-        frac = valid_fraction(values_of(x), _nodata_of(x, self.nodata))
-        need = self.min_valid
+        frac = valid_fraction(values_of(x), _fill_value_of(x, self.fill_value))
         self.check_values(
-            frac >= need,
-            {"valid_fraction": frac},
-            lambda m: f"valid fraction {m['valid_fraction']:.2%} below {need:.2%}",
+            frac >= self.min_valid,
+            {"valid_fraction": frac, "min_valid": self.min_valid},
+            lambda m: f"valid fraction {m['valid_fraction']:.2%} below {m['min_valid']:.2%}",
         )
         return x
 

@@ -38,6 +38,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
+from georax.array.validate import require_real
 from georax.core.errors import ShapeError
 
 __all__ = ["nanpercentile", "nanquantile", "order_statistics_radix"]
@@ -339,9 +340,13 @@ def nanpercentile(
     - `axis`: the axis or axes to reduce (``None``: all), e.g. ``(-2, -1)`` for per-band values.
     - `keepdims`: keep the reduced axes with size 1 (for broadcasting back).
 
-    **Returns:** ``q.shape + remaining shape`` (NumPy's layout); all-NaN slices give NaN.
+    **Returns:** ``q.shape + remaining shape`` (NumPy's layout); all-NaN and empty slices give
+    NaN (as NumPy does, without its warning).
+
+    **Raises:** :class:`~georax.errors.DataError` for complex input (it has no order),
+    :class:`~georax.errors.ShapeError` for a bad ``axis`` or a ``q`` of rank > 1.
     """
-    x = jnp.asarray(x)
+    x = require_real(x, "nanpercentile")
     if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
         x = x.astype(jnp.float32)
     q_arr = jnp.asarray(q, dtype=x.dtype)
@@ -354,7 +359,11 @@ def nanpercentile(
     n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
     rows = moved.reshape((int(np.prod(rest, dtype=np.int64)), n))
     qs = jnp.atleast_1d(q_arr)
-    out = _percentile_rows(rows, qs).reshape((qs.shape[0], *rest))
+    if n == 0 or rows.shape[0] == 0:
+        # nothing to select from (or no slice at all): the host and radix paths need rows
+        out = jnp.full((qs.shape[0], *rest), jnp.nan, x.dtype)
+    else:
+        out = _percentile_rows(rows, qs).reshape((qs.shape[0], *rest))
     if keepdims:
         full = [1] * x.ndim
         for a, s in zip(keep, rest, strict=True):

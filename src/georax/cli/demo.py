@@ -48,7 +48,7 @@ def build_pipeline() -> gx.Graph:
             MaskClouds.sentinel2(),  # QA60 bits 10/11 -> NaN, QA band dropped
             DNToReflectance(),  # DN / 10000
             DarkObjectSubtraction(percentile=1.0, clip_negative=True),
-            NDVI(red=2, nir=3),  # B04, B08
+            NDVI(red_band=2, nir_band=3),  # B04, B08
         ]
     )(scene)
     rgba = Colormap(name="RdYlGn", vmin=-1.0, vmax=1.0)(ndvi)

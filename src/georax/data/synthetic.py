@@ -66,6 +66,7 @@ import numpy as np
 from affine import Affine
 
 from georax.core.errors import ConfigError
+from georax.core.sandbox import DEFAULT_LIMITS
 from georax.tensor.geotensor import GeoTensor, apply_transform
 from georax.tensor.grid import crs_equal
 
@@ -243,11 +244,41 @@ def _shape(c: _Coords) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- grids
+#: Upper bound of the host bytes one pixel of a generated scene takes while it is built (the
+#: float64 world fields and float32 band temporaries of :func:`sentinel2_l1c`, the heaviest),
+#: and of one row or column (the separable fields' ``(n, 2 * _N_MODES)`` float64 factors).
+_BYTES_PER_PIXEL = 128
+_BYTES_PER_LINE = 4 * 2 * _N_MODES * 8
+
+
 def _hw(size: int | tuple[int, int], name: str) -> tuple[int, int]:
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    if len(hw) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in hw):
+    """``(H, W)`` from ``size``, refusing non-positive sizes and scenes too large to build.
+
+    The bound is the trusted host budget (``DEFAULT_LIMITS.max_host_bytes``): a mistyped
+    ``georax demo --size`` is refused with a ConfigError instead of a MemoryError (or the OOM
+    killer) after minutes of allocation.
+    """
+    hw = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    try:
+        hw = tuple(hw)
+    except TypeError:
+        hw = ()
+    if len(hw) != 2 or not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0 for v in hw
+    ):
         raise ConfigError(name, "size", size, "must be a positive int or (height, width)")
-    return int(hw[0]), int(hw[1])
+    h, w = int(hw[0]), int(hw[1])
+    need = h * w * _BYTES_PER_PIXEL + (h + w) * _BYTES_PER_LINE
+    if need > DEFAULT_LIMITS.max_host_bytes:
+        raise ConfigError(
+            name,
+            "size",
+            size,
+            f"a {h}x{w} scene needs about {need / 2**30:.1f} GiB of host memory to generate, "
+            f"over the {DEFAULT_LIMITS.max_host_bytes / 2**30:.0f} GiB limit "
+            "(DEFAULT_LIMITS.max_host_bytes)",
+        )
+    return h, w
 
 
 def _transform(origin: tuple[float, float], resolution: float) -> Affine:
@@ -380,7 +411,7 @@ def sentinel2_l1c(
         sun_azimuth,
     )
     values = np.concatenate([dn, qa[None]], axis=0)
-    return GeoTensor(values, transform, DEFAULT_CRS, 0, S2_BANDS)
+    return GeoTensor(values, transform, crs=DEFAULT_CRS, fill_value=0, band_names=S2_BANDS)
 
 
 def sentinel2_truth(
@@ -434,7 +465,7 @@ def landcover(
     h, w = _hw(size, "landcover")
     transform = transform or _transform(DEFAULT_ORIGIN, 10.0)
     lc = _World(seed).landcover(_grid_coords(transform, crs, (h, w)))
-    return GeoTensor(lc, transform, crs, None, None)
+    return GeoTensor(lc, transform, crs=crs)
 
 
 # ----------------------------------------------------------------------------- Sentinel-1
@@ -489,7 +520,7 @@ def sentinel1_grd(
         rng = np.random.default_rng(np.random.SeedSequence([seed, 200, h, w]))
         sigma = sigma * rng.gamma(looks, 1.0 / looks, size=sigma.shape)
     values = np.moveaxis(sigma, -1, 0).astype(np.float32)
-    return GeoTensor(values, transform, DEFAULT_CRS, None, S1_BANDS)
+    return GeoTensor(values, transform, crs=DEFAULT_CRS, band_names=S1_BANDS)
 
 
 # ----------------------------------------------------------------------------- DEM
@@ -540,7 +571,7 @@ def dem(
     transform = _transform(origin, resolution)
     z = _World(seed).elevation(_grid_coords(transform, crs, (h, w)))
     crs_out = crs if isinstance(crs, str) else target.to_string()
-    return GeoTensor(z[None].astype(np.float32), transform, crs_out, None, ("elevation",))
+    return GeoTensor(z[None].astype(np.float32), transform, crs=crs_out, band_names=("elevation",))
 
 
 # ----------------------------------------------------------------------------- bundles

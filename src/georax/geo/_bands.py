@@ -14,8 +14,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from georax.core.carrier import Carrier, map_values
+from georax.array.validate import is_finite_value, require_real
+from georax.core.carrier import Carrier, map_values, values_of
 from georax.core.errors import ShapeError
+from georax.core.operator import Operator
 
 BAND_AXIS = -3
 
@@ -74,8 +76,34 @@ def map_bands(
     return out.replace(band_names=new)
 
 
-def with_fill_value(x: Any, fill: float | int | None) -> Any:
+def with_fill_value(x: Any, fill_value: float | int | None) -> Any:
     """A carrier with its nodata ``fill_value`` replaced (plain arrays pass through)."""
     if isinstance(x, Carrier) and hasattr(x, "fill_value"):
-        return x.replace(fill_value=fill)
+        return x.replace(fill_value=fill_value)
     return x
+
+
+def check_band_field(op: Operator, *fields: str, optional: bool = False) -> None:
+    """Refuse band-index fields that are not ints (``True`` is not band 1); ``None`` if optional."""
+    for name in fields:
+        value = getattr(op, name)
+        if optional and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            op.fail(name, "must be an int band index" + (" or None" if optional else ""))
+
+
+def check_finite_leaf(op: Operator, *fields: str) -> None:
+    """Refuse array-leaf parameters holding NaN or infinity (checked only when not traced)."""
+    for name in fields:
+        if not is_finite_value(getattr(op, name)):
+            op.fail(name, "must be a finite number (no NaN or infinity)")
+
+
+def require_real_input(op: Operator, x: Any) -> None:
+    """Refuse complex (or non-numeric) input to ``op``, whose arithmetic is real.
+
+    Checked on the static dtype, so it costs nothing under ``jit``. Raises
+    :class:`~georax.errors.DataError` naming the operator.
+    """
+    require_real(values_of(x), type(op).__name__)

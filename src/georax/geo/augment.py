@@ -20,11 +20,15 @@ Hence, for GeoTensor inputs:
   tensors; do not write them out as maps.
 
 Plain arrays are handled identically in both modes (the draws and pixels do not depend on it).
+GeoTensor outputs are rebuilt with ``Carrier.replace``. Other carriers (a
+:class:`~georax.patch.Chips` stack) are refused with a typed error: moving a chip's pixels would
+leave its recorded position wrong, and a later ``Stitch`` would put them back in the wrong place;
+augment chips inside ``ApplyToChips``, where each chip is a plain array.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -32,9 +36,15 @@ import numpy as np
 from affine import Affine
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from georax.array.validate import concrete
+from georax.core.carrier import Carrier
 from georax.core.errors import ShapeError
 from georax.core.operator import Operator, as_tuple, leaf, static
-from georax.tensor.geotensor import GeoTensor
+from georax.geo._precheck import refuse_extent, spatial_shape
+from georax.tensor.geotensor import GeoTensor, GeoTensorRequiredError
+
+if TYPE_CHECKING:
+    from georax.core.sandbox import Limits
 
 __all__ = [
     "RandomCrop",
@@ -154,14 +164,17 @@ def _concrete(*values: Any) -> bool:
 
 
 def _ungeoreferenced(x: GeoTensor, values: Array) -> GeoTensor:
-    return GeoTensor(values, Affine.identity(), None, x.fill_value, x.band_names)
+    return x.replace(values=values, transform=Affine.identity(), crs=None)
 
 
 def _check_raster(x: Any, who: str) -> tuple[int, int]:
-    shape = jnp.shape(x.values if isinstance(x, GeoTensor) else x)
-    if len(shape) < 2:
-        raise ShapeError(f"{who}: expected an array (..., H, W), got shape {shape}")
-    return int(shape[-2]), int(shape[-1])
+    if isinstance(x, Carrier) and not isinstance(x, GeoTensor):
+        raise GeoTensorRequiredError(
+            f"{who} moves pixels, so it takes a plain array or a GeoTensor, not a "
+            f"{type(x).__name__} (its recorded chip positions would no longer match the pixels); "
+            "augment chips inside ApplyToChips, where each chip is a plain array"
+        )
+    return spatial_shape(jnp.shape(x.values if isinstance(x, GeoTensor) else x), who)
 
 
 # --------------------------------------------------------------------------------------
@@ -189,9 +202,8 @@ class RandomFlip(Operator):
             self.fail("axes", "must be a non-empty tuple of 'x' and/or 'y'")
         if len(set(self.axes)) != len(self.axes):
             self.fail("axes", "lists an axis twice")
-        if _concrete(self.p) and not bool(
-            np.all((np.asarray(self.p) >= 0) & (np.asarray(self.p) <= 1))
-        ):
+        p = concrete(self.p)
+        if p is not None and not bool(np.all((p >= 0) & (p <= 1))):
             self.fail("p", "must be a probability in [0, 1]")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
@@ -205,7 +217,7 @@ class RandomFlip(Operator):
             fx, fy = bool(fx), bool(fy)
             values = flip(x.values, x_axis=fx, y_axis=fy)
             t = flip_transform(x.transform, shape, x_axis=fx, y_axis=fy)
-            return GeoTensor(values, t, x.crs, x.fill_value, x.band_names)
+            return x.replace(values=values, transform=t)
         return _ungeoreferenced(x, flip(x.values, x_axis=fx, y_axis=fy))
 
 
@@ -235,20 +247,29 @@ class RandomRotate90(Operator):
         ):
             self.fail("ks", "must be a non-empty tuple of distinct quarter turns in 0..3")
 
-    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        h, w = _check_raster(x, "RandomRotate90")
+    def _check_square(self, h: int, w: int) -> None:
         if h != w and any(k % 2 for k in self.ks):
             raise ShapeError(
                 f"RandomRotate90(ks={self.ks}): a {h}x{w} image changes shape under odd quarter "
                 "turns; use a square image or ks=(0, 2)"
             )
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Refuse odd turns of a non-square input (the shape is then not static)."""
+        del limits
+        self._check_square(*spatial_shape(shape, "RandomRotate90"))
+        return shape
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        h, w = _check_raster(x, "RandomRotate90")
+        self._check_square(h, w)
         k = jnp.asarray(self.ks)[jax.random.randint(key, (), 0, len(self.ks))]
         if not isinstance(x, GeoTensor):
             return rot90(x, k, ks=self.ks)
         if _concrete(k):
             k = int(k)
             t = rot90_transform(x.transform, (h, w), k)
-            return GeoTensor(rot90(x.values, k), t, x.crs, x.fill_value, x.band_names)
+            return x.replace(values=rot90(x.values, k), transform=t)
         return _ungeoreferenced(x, rot90(x.values, k, ks=self.ks))
 
 
@@ -275,11 +296,21 @@ class RandomCrop(Operator):
         ):
             self.fail("size", "must be a positive int or (height, width)")
 
-    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        h, w = _check_raster(x, "RandomCrop")
+    def _check_fits(self, h: int, w: int) -> None:
         ch, cw = self.size
         if ch > h or cw > w:
             raise ShapeError(f"RandomCrop(size={self.size}) is larger than the {h}x{w} image")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Refuse a crop over ``limits.max_extent`` or larger than the input; output ``size``."""
+        refuse_extent("RandomCrop", "size", max(self.size), limits)
+        self._check_fits(*spatial_shape(shape, "RandomCrop"))
+        return (*shape[:-2], *self.size)
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        h, w = _check_raster(x, "RandomCrop")
+        self._check_fits(h, w)
+        ch, cw = self.size
         k_row, k_col = jax.random.split(key)
         row = jax.random.randint(k_row, (), 0, h - ch + 1)
         col = jax.random.randint(k_col, (), 0, w - cw + 1)
@@ -288,5 +319,5 @@ class RandomCrop(Operator):
         if _concrete(row, col):
             r, c = int(row), int(col)
             t = crop_transform(x.transform, r, c)
-            return GeoTensor(crop(x.values, r, c, self.size), t, x.crs, x.fill_value, x.band_names)
+            return x.replace(values=crop(x.values, r, c, self.size), transform=t)
         return _ungeoreferenced(x, crop(x.values, row, col, self.size))

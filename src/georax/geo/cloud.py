@@ -10,22 +10,35 @@ Pure functions (:func:`qa_bit_mask`, :func:`apply_mask`) and the thin operators 
 
 **The QA band is dropped from the output** of :class:`ApplyMask` and :class:`MaskClouds` (set
 ``drop_qa=False`` to keep it): after masking, the remaining bands are reflectances only, so band
-indices downstream (``NDVI(red=2, nir=3)``) count the same as in the sensor's band list and no index
-ever mixes a bit-field into its arithmetic. With the Sentinel-2 convention (B02, B03, B04, B08, B11,
-B12, QA60 last) the output is the six reflectance bands.
+indices downstream (``NDVI(red_band=2, nir_band=3)``) count the same as in the sensor's band list
+and no index ever mixes a bit-field into its arithmetic. With the Sentinel-2 convention (B02, B03,
+B04, B08, B11, B12, QA60 last) the output is the six reflectance bands.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Num, Shaped
 
+from georax.array.validate import require_real
+from georax.core.carrier import values_of
 from georax.core.operator import Operator, as_tuple, static
-from georax.geo._bands import check_bands, drop_band, map_bands, take_band, with_fill_value
+from georax.geo._bands import (
+    check_band_field,
+    check_bands,
+    drop_band,
+    map_bands,
+    take_band,
+    with_fill_value,
+)
+from georax.geo._precheck import refuse_extent, spatial_shape, with_bands
+
+if TYPE_CHECKING:
+    from georax.core.sandbox import Limits
 
 __all__ = [
     "LANDSAT_QA_PIXEL_BITS",
@@ -34,6 +47,7 @@ __all__ = [
     "MaskClouds",
     "MaskFromQABits",
     "apply_mask",
+    "dilate_mask",
     "qa_bit_mask",
 ]
 
@@ -55,8 +69,10 @@ def qa_bit_mask(qa: Num[Array, "*batch H W"], bits: Sequence[int]) -> Bool[Array
     - `bits`: bit positions (0 = least significant).
 
     **Returns:** a boolean mask of the same shape.
+
+    **Raises:** :class:`~georax.errors.DataError` for a complex QA band (bits of what?).
     """
-    qa = jnp.asarray(qa)
+    qa = require_real(qa, "qa_bit_mask")
     if jnp.issubdtype(qa.dtype, jnp.floating):
         qa = jnp.where(jnp.isnan(qa), 0, qa).astype(jnp.uint32)
     else:
@@ -67,39 +83,109 @@ def qa_bit_mask(qa: Num[Array, "*batch H W"], bits: Sequence[int]) -> Bool[Array
     return (qa & jnp.uint32(bitmask)) != 0
 
 
+def dilate_mask(mask: Bool[Array, "*batch H W"], radius: int) -> Bool[Array, "*batch H W"]:
+    """Grow a mask by ``radius`` pixels: a ``(2 radius + 1)`` square max-filter.
+
+    The square filter is separable (rows, then columns), so it costs ``2 (2 radius + 1)``
+    comparisons per pixel instead of ``(2 radius + 1)**2``. A radius beyond the image changes
+    nothing (every window already covers the whole image), so it is clamped to the image size:
+    cost and memory never grow with the configured value, only with the image.
+
+    **Arguments:**
+
+    - `mask`: boolean, dilated over its last two axes.
+    - `radius`: pixels to grow by (>= 0).
+
+    **Returns:** the dilated mask, same shape.
+    """
+    if radius <= 0:
+        return mask
+    for axis in (-2, -1):
+        n = mask.shape[axis]
+        w = 2 * min(radius, max(n - 1, 0)) + 1
+        if w == 1:
+            continue
+        dims = [1] * mask.ndim
+        dims[axis] = w
+        mask = jax.lax.reduce_window(
+            mask, False, jax.lax.bitwise_or, tuple(dims), (1,) * mask.ndim, "SAME"
+        )
+    return mask
+
+
 def apply_mask(
     x: Shaped[Array, "*batch band H W"],
     mask: Bool[Array, "*#batch #band H W"],
-    fill: float = float("nan"),
+    fill_value: float = float("nan"),
 ) -> Shaped[Array, "*batch band H W"]:
-    """Replace the pixels of ``x`` where ``mask`` is true by ``fill``.
+    """Replace the pixels of ``x`` where ``mask`` is true by ``fill_value``.
 
-    Integer data is promoted to float32 when ``fill`` is NaN (an integer cannot hold NaN);
-    otherwise the dtype is kept. Differentiable in ``x`` (the gradient is zero at masked pixels).
+    Integer (and boolean) data is promoted to float32 when its dtype cannot hold ``fill_value``
+    (NaN, a fraction, or an integer out of range such as -1 for ``uint16``); otherwise the dtype
+    is kept (complex data stays complex: a complex NaN marks it missing). Differentiable in ``x``
+    (the gradient is zero at masked pixels).
 
     **Arguments:**
 
     - `x`: the bands.
     - `mask`: broadcastable to ``x``; ``True`` = masked (invalid).
-    - `fill`: the value written at masked pixels.
+    - `fill_value`: the value written at masked pixels.
     """
     x = jnp.asarray(x)
-    if fill != fill and not jnp.issubdtype(x.dtype, jnp.floating):  # NaN fill
+    if not _holds(x.dtype, fill_value):
         x = x.astype(jnp.float32)
-    return jnp.where(mask, jnp.asarray(fill, x.dtype), x)
+    return jnp.where(mask, jnp.asarray(fill_value, x.dtype), x)
+
+
+def _holds(dtype: Any, value: float) -> bool:
+    """Whether ``dtype`` represents ``value`` exactly (floats hold any number, NaN included)."""
+    if jnp.issubdtype(dtype, jnp.inexact):
+        return True
+    if not jnp.issubdtype(dtype, jnp.integer) or not float(value).is_integer():
+        return False
+    info = jnp.iinfo(dtype)
+    return info.min <= value <= info.max
 
 
 def _nan_is_none(v: Any) -> Any:
-    """Config converter: a NaN fill is stored as ``None``.
+    """Config converter: a NaN ``fill_value`` is stored as ``None``.
 
     NaN != NaN, so a NaN in static config would make an operator unequal to (and hash unlike) its
-    own YAML round trip; ``None`` means "NaN" for every ``fill`` field here.
+    own YAML round trip; ``None`` means "NaN" for every ``fill_value`` field here.
     """
     return None if isinstance(v, float) and v != v else v
 
 
-def _fill_value(fill: float | None) -> float:
-    return float("nan") if fill is None else fill
+def _fill(fill_value: float | None) -> float:
+    return float("nan") if fill_value is None else fill_value
+
+
+def _check_mask_fields(op: Operator) -> None:
+    """The field checks MaskFromQABits and MaskClouds share."""
+    check_band_field(op, "qa_band")
+    bits = op.bits  # type: ignore[attr-defined]
+    if (
+        not isinstance(bits, tuple)
+        or not bits
+        or any(not isinstance(b, int) or isinstance(b, bool) or not 0 <= b < 32 for b in bits)
+    ):
+        op.fail("bits", "must be a non-empty sequence of bit positions in [0, 32)")
+    dilate = op.dilate  # type: ignore[attr-defined]
+    if not isinstance(dilate, int) or isinstance(dilate, bool) or dilate < 0:
+        op.fail("dilate", "must be an int >= 0")
+
+
+def _check_fill_value(op: Operator) -> None:
+    fill_value = op.fill_value  # type: ignore[attr-defined]
+    if fill_value is not None and (
+        not isinstance(fill_value, int | float) or isinstance(fill_value, bool)
+    ):
+        op.fail("fill_value", "must be a number, or None for NaN")
+
+
+def _precheck_dilate(op: Operator, shape: tuple[int, ...], limits: Limits) -> None:
+    spatial_shape(shape, type(op).__name__, min_ndim=3)
+    refuse_extent(type(op).__name__, "dilate", 2 * op.dilate + 1, limits)  # type: ignore[attr-defined]
 
 
 def _names_without(index: int) -> Any:
@@ -130,12 +216,12 @@ class MaskFromQABits(Operator):
     dilate: int = static(0)
 
     def __check_init__(self) -> None:
-        if not isinstance(self.qa_band, int):
-            self.fail("qa_band", "must be an int band index")
-        if not self.bits or any(not isinstance(b, int) or not 0 <= b < 32 for b in self.bits):
-            self.fail("bits", "must be a non-empty sequence of bit positions in [0, 32)")
-        if not isinstance(self.dilate, int) or self.dilate < 0:
-            self.fail("dilate", "must be an int >= 0")
+        _check_mask_fields(self)
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Refuse a dilation window over ``limits.max_extent``; the output has one band."""
+        _precheck_dilate(self, shape, limits)
+        return with_bands(shape, 1)
 
     @property
     def source_band(self) -> int:
@@ -144,12 +230,8 @@ class MaskFromQABits(Operator):
 
     def mask(self, values: Array) -> Bool[Array, "*batch 1 H W"]:
         """The mask of a plain array (used by :class:`ApplyMask`)."""
-        check_bands(values, (self.qa_band,), type(self).__name__)
-        m = qa_bit_mask(take_band(values, self.qa_band), self.bits)
-        if self.dilate:
-            w = 2 * self.dilate + 1
-            dims = (1,) * (m.ndim - 2) + (w, w)
-            m = jax.lax.reduce_window(m, False, jax.lax.bitwise_or, dims, (1,) * m.ndim, "SAME")
+        check_bands(require_real(values, type(self).__name__), (self.qa_band,), type(self).__name__)
+        m = dilate_mask(qa_bit_mask(take_band(values, self.qa_band), self.bits), self.dilate)
         return m[..., None, :, :]
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
@@ -160,7 +242,8 @@ class ApplyMask(Operator):
     """Fill masked pixels, with the mask from a child operator or from a band of the input.
 
     ``ApplyMask(MaskFromQABits(qa_band=-1, bits=[10, 11]))`` masks clouds; ``ApplyMask(
-    mask_band=-1)`` masks wherever band ``-1`` is non-zero.
+    mask_band=-1)`` masks wherever band ``-1`` is non-zero. A carrier input (GeoTensor, Chips)
+    comes back as the same carrier, with ``fill_value`` set to the value written.
 
     **Arguments:**
 
@@ -168,8 +251,8 @@ class ApplyMask(Operator):
       (``True`` = invalid), e.g. :class:`MaskFromQABits`. A pytree child: it is part of the
       pipeline and of its config.
     - `mask_band`: alternatively, the index of a band whose non-zero pixels are invalid.
-    - `fill`: value written at masked pixels; ``None`` (default) or NaN means NaN (integer data
-      then becomes float32).
+    - `fill_value`: value written at masked pixels; ``None`` (default) or NaN means NaN (integer
+      data then becomes float32).
     - `drop_qa`: drop the band the mask came from (``mask_band``, or the child's ``source_band``
       such as ``MaskFromQABits.qa_band``) from the output. Default ``True`` — see the module
       docstring.
@@ -177,7 +260,7 @@ class ApplyMask(Operator):
 
     mask: Operator | None = None
     mask_band: int | None = static(None)
-    fill: float | None = static(None, converter=_nan_is_none)
+    fill_value: float | None = static(None, converter=_nan_is_none)
     drop_qa: bool = static(True)
 
     def __check_init__(self) -> None:
@@ -185,10 +268,16 @@ class ApplyMask(Operator):
             self.fail("mask", "give exactly one of `mask` (an operator) or `mask_band` (an int)")
         if self.mask is not None and not isinstance(self.mask, Operator):
             self.fail("mask", "must be a georax Operator producing a boolean mask")
-        if self.mask_band is not None and not isinstance(self.mask_band, int):
-            self.fail("mask_band", "must be an int band index")
-        if self.fill is not None and not isinstance(self.fill, int | float):
-            self.fail("fill", "must be a number, or None for NaN")
+        check_band_field(self, "mask_band", optional=True)
+        _check_fill_value(self)
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Run the mask operator's own precheck; the output may lose the mask's source band."""
+        spatial_shape(shape, type(self).__name__, min_ndim=3)
+        if self.mask is not None:
+            self.mask.precheck(shape, limits)
+        dropped = self.drop_qa and self._source_band() is not None
+        return with_bands(shape, shape[-3] - 1) if dropped else shape
 
     def _source_band(self) -> int | None:
         if self.mask_band is not None:
@@ -196,8 +285,6 @@ class ApplyMask(Operator):
         return getattr(self.mask, "source_band", None)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        from georax.core.carrier import values_of
-
         values = values_of(x)
         if self.mask_band is not None:
             check_bands(values, (self.mask_band,), type(self).__name__)
@@ -209,42 +296,43 @@ class ApplyMask(Operator):
         def fn(v: Array) -> Array:
             if src is not None:
                 v = drop_band(v, src)
-            return apply_mask(v, m, _fill_value(self.fill))
+            return apply_mask(v, m, _fill(self.fill_value))
 
         names = _names_without(src) if src is not None else None
-        return with_fill_value(map_bands(fn, x, names=names), _fill_value(self.fill))
+        return with_fill_value(map_bands(fn, x, names=names), _fill(self.fill_value))
 
 
 class MaskClouds(Operator):
     """Mask cloudy pixels from a QA band in one step (the seeds' ``MaskClouds``).
 
-    Equivalent to ``ApplyMask(MaskFromQABits(qa_band, bits), fill=fill, drop_qa=drop_qa)``.
+    Equivalent to ``ApplyMask(MaskFromQABits(qa_band, bits, dilate), fill_value=fill_value,
+    drop_qa=drop_qa)``.
     Presets: :meth:`sentinel2` (QA60 bits 10, 11) and :meth:`landsat` (QA_PIXEL bits 1-4).
 
     **Arguments:**
 
     - `qa_band`: index of the QA band (``-1``: last).
     - `bits`: QA bits marking a pixel invalid.
-    - `fill`: value at masked pixels; ``None`` (default) or NaN = NaN (integers become float32).
+    - `fill_value`: value at masked pixels; ``None`` (default) or NaN = NaN (integers become
+      float32).
     - `drop_qa`: drop the QA band from the output (default ``True``; see the module docstring).
     - `dilate`: grow the mask by this many pixels.
     """
 
     qa_band: int = static(-1)
     bits: tuple[int, ...] = static(SENTINEL2_QA60_BITS, converter=as_tuple)
-    fill: float | None = static(None, converter=_nan_is_none)
+    fill_value: float | None = static(None, converter=_nan_is_none)
     drop_qa: bool = static(True)
     dilate: int = static(0)
 
     def __check_init__(self) -> None:
-        if not isinstance(self.qa_band, int):
-            self.fail("qa_band", "must be an int band index")
-        if not self.bits or any(not isinstance(b, int) or not 0 <= b < 32 for b in self.bits):
-            self.fail("bits", "must be a non-empty sequence of bit positions in [0, 32)")
-        if self.fill is not None and not isinstance(self.fill, int | float):
-            self.fail("fill", "must be a number, or None for NaN")
-        if not isinstance(self.dilate, int) or self.dilate < 0:
-            self.fail("dilate", "must be an int >= 0")
+        _check_mask_fields(self)
+        _check_fill_value(self)
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Refuse a dilation window over ``limits.max_extent``; the QA band may be dropped."""
+        _precheck_dilate(self, shape, limits)
+        return with_bands(shape, shape[-3] - 1) if self.drop_qa else shape
 
     @classmethod
     def sentinel2(cls, qa_band: int = -1, *, cirrus: bool = True, **kwargs: Any) -> MaskClouds:
@@ -261,7 +349,7 @@ class MaskClouds(Operator):
     def _as_apply_mask(self) -> ApplyMask:
         return ApplyMask(
             MaskFromQABits(self.qa_band, self.bits, self.dilate),
-            fill=self.fill,
+            fill_value=self.fill_value,
             drop_qa=self.drop_qa,
         )
 

@@ -10,22 +10,37 @@ transform (:class:`MissingGeoreferenceError`), inputs that do not overlap the ta
 target name (:class:`~georax.errors.ConfigError`).
 
 Grids are static metadata, so all of that is decided while tracing; the compiled program only
-interpolates (see :mod:`georax.geo.resample`).
+interpolates (see :mod:`georax.geo.resample`). Building the resampling plan of a target grid costs
+host memory in proportion to its pixels, so :meth:`Resample.precheck` and
+:meth:`AlignAndStack.precheck` refuse an oversized fixed target grid before anything is traced.
+Outputs are rebuilt from an input with ``Carrier.replace`` (values, transform, crs, fill_value,
+band names), never positionally.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+from affine import Affine
 
+from georax.array.validate import real_float
 from georax.core.errors import ConfigError, ShapeError
 from georax.core.operator import Operator, as_tuple, static
-from georax.geo.resample import RESAMPLING_METHODS, NoOverlapError, resample
+from georax.geo._precheck import refuse_extent, refuse_host_bytes, spatial_shape
+from georax.geo.resample import (
+    PLAN_BYTES_PER_PIXEL,
+    RESAMPLING_METHODS,
+    NoOverlapError,
+    resample,
+)
 from georax.tensor.geotensor import GeoTensor
 from georax.tensor.grid import Grid, MissingGeoreferenceError, grid_of
+
+if TYPE_CHECKING:
+    from georax.core.sandbox import Limits
 
 __all__ = [
     "AlignAndStack",
@@ -45,11 +60,38 @@ def _grid_or_ref(value: Any) -> Any:
         return value  # refused with a ConfigError in __check_init__
 
 
-def _missing_as_nan(x: GeoTensor) -> jax.Array:
-    """Float values of ``x`` with its ``fill_value`` pixels turned into NaN."""
-    v = jnp.asarray(x.values)
-    if not jnp.issubdtype(v.dtype, jnp.floating):
-        v = v.astype(jnp.float32)
+def _check_grid(op: Operator, field: str) -> None:
+    """A fixed target grid must have a parseable CRS, an invertible finite transform, pixels."""
+    grid = getattr(op, field)
+    h, w = grid.shape
+    if h < 1 or w < 1:
+        op.fail(field, f"shape {grid.shape} has no pixels")
+    t = grid.transform
+    if not all(math.isfinite(v) for v in t) or Affine(*t).determinant == 0:
+        op.fail(field, f"transform {t} must be finite and invertible")
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        CRS.from_user_input(grid.crs)
+    except CRSError as e:
+        op.fail(field, f"crs {grid.crs!r} is not a valid CRS: {e}")
+
+
+def _precheck_grid(
+    who: str, field: str, grid: Grid, shape: tuple[int, ...], limits: Limits
+) -> tuple[int, ...]:
+    """Refuse a target grid over the extent or host-memory limits; return the output shape."""
+    spatial_shape(shape, who)
+    h, w = grid.shape
+    refuse_extent(who, field, max(h, w), limits)
+    refuse_host_bytes(who, field, h * w * PLAN_BYTES_PER_PIXEL, limits)
+    return (*shape[:-2], h, w)
+
+
+def _missing_as_nan(x: GeoTensor, what: str) -> jax.Array:
+    """Float values of ``x`` with its ``fill_value`` pixels turned into NaN (complex refused)."""
+    v = real_float(x.values, f"resampling {what}")
     fill = x.fill_value
     if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
         v = jnp.where(jnp.asarray(x.values) == fill, jnp.nan, v)
@@ -57,25 +99,31 @@ def _missing_as_nan(x: GeoTensor) -> jax.Array:
 
 
 def to_grid(
-    x: GeoTensor, grid: Grid, *, method: str = "bilinear", what: str = "input"
+    x: GeoTensor, grid: Grid, *, resampling: str = "bilinear", what: str = "input"
 ) -> GeoTensor:
     """Resample a GeoTensor onto ``grid`` (pixels equal to its ``fill_value`` count as missing).
 
     **Arguments:**
 
-    - `x`: a georeferenced GeoTensor (CRS and transform set).
+    - `x`: a georeferenced GeoTensor (CRS and transform set). Other carriers are refused: a
+      :class:`~georax.patch.Chips` stack holds its *scene's* transform, not each chip's.
     - `grid`: the target grid.
-    - `method`: ``"bilinear"`` or ``"nearest"``.
+    - `resampling`: ``"bilinear"`` or ``"nearest"``.
     - `what`: how to name ``x`` in error messages.
 
     **Returns:** a float GeoTensor on ``grid``, NaN for missing data (``fill_value=None``).
     """
+    if not isinstance(x, GeoTensor):
+        raise MissingGeoreferenceError(
+            f"{what} is a {type(x).__name__}, not a GeoTensor: resampling needs the CRS and "
+            "transform of the pixels themselves"
+        )
     src = grid_of(x, what=what)
     try:
-        values = resample(_missing_as_nan(x), src, grid, method=method)
+        values = resample(_missing_as_nan(x, what), src, grid, resampling=resampling)
     except NoOverlapError as e:
         raise NoOverlapError(f"{what}: {e}") from None
-    return GeoTensor(values, grid.affine, grid.crs, None, x.band_names)
+    return x.replace(values=values, transform=grid.affine, crs=grid.crs, fill_value=None)
 
 
 class Resample(Operator):
@@ -88,21 +136,26 @@ class Resample(Operator):
 
     **Arguments:**
 
-    - `grid`: the target :class:`Grid` (or ``(crs, transform, shape)``).
-    - `method`: ``"bilinear"`` (default) or ``"nearest"`` (for class maps).
+    - `target_grid`: the target :class:`Grid` (or ``(crs, transform, shape)``).
+    - `resampling`: ``"bilinear"`` (default) or ``"nearest"`` (for class maps).
     """
 
-    grid: Grid = static(converter=_grid_or_ref)
-    method: str = static(default="bilinear")
+    target_grid: Grid = static(converter=_grid_or_ref)
+    resampling: str = static(default="bilinear")
 
     def __check_init__(self) -> None:
-        if not isinstance(self.grid, Grid):
-            self.fail("grid", "must be a Grid or (crs, (a, b, c, d, e, f), (height, width))")
-        if self.method not in RESAMPLING_METHODS:
-            self.fail("method", f"must be one of {RESAMPLING_METHODS}")
+        if not isinstance(self.target_grid, Grid):
+            self.fail("target_grid", "must be a Grid or (crs, (a, b, c, d, e, f), (height, width))")
+        _check_grid(self, "target_grid")
+        if self.resampling not in RESAMPLING_METHODS:
+            self.fail("resampling", f"must be one of {RESAMPLING_METHODS}")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Refuse a target grid over ``max_extent`` or whose plan exceeds ``max_host_bytes``."""
+        return _precheck_grid("Resample", "target_grid", self.target_grid, shape, limits)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> GeoTensor:
-        return to_grid(x, self.grid, method=self.method)
+        return to_grid(x, self.target_grid, resampling=self.resampling)
 
 
 class AlignAndStack(Operator):
@@ -133,13 +186,13 @@ class AlignAndStack(Operator):
     - `target_grid`: input name, input index, or a :class:`Grid` (default ``0``: the first input).
     - `inputs`: names of the positional inputs, in order (optional; needed for a name target with
       positional calling).
-    - `method`: ``"bilinear"`` or ``"nearest"``, or a tuple with one method per input (e.g.
+    - `resampling`: ``"bilinear"`` or ``"nearest"``, or a tuple with one method per input (e.g.
       nearest for a land-cover input).
     """
 
     target_grid: str | int | Grid = static(default=0, converter=_grid_or_ref)
     inputs: tuple[str, ...] | None = static(default=None, converter=as_tuple)
-    method: str | tuple[str, ...] = static(default="bilinear", converter=as_tuple)
+    resampling: str | tuple[str, ...] = static(default="bilinear", converter=as_tuple)
 
     def __check_init__(self) -> None:
         t = self.target_grid
@@ -148,6 +201,8 @@ class AlignAndStack(Operator):
                 "target_grid",
                 "must be an input name, an input index, or a Grid (crs, transform, shape)",
             )
+        if isinstance(t, Grid):
+            _check_grid(self, "target_grid")
         if self.inputs is not None:
             if not all(isinstance(n, str) and n for n in self.inputs):
                 self.fail("inputs", "must be a tuple of non-empty names")
@@ -157,15 +212,31 @@ class AlignAndStack(Operator):
                 self.fail("target_grid", f"is not one of the input names {list(self.inputs)}")
             if isinstance(t, int) and not -len(self.inputs) <= t < len(self.inputs):
                 self.fail("target_grid", f"is out of range for {len(self.inputs)} inputs")
-        methods = (self.method,) if isinstance(self.method, str) else self.method
-        if not methods or any(m not in RESAMPLING_METHODS for m in methods):
-            self.fail("method", f"must be one of {RESAMPLING_METHODS} (or a tuple of them)")
+        methods = (self.resampling,) if isinstance(self.resampling, str) else self.resampling
+        if (
+            not isinstance(methods, tuple)
+            or not methods
+            or any(not isinstance(m, str) or m not in RESAMPLING_METHODS for m in methods)
+        ):
+            self.fail("resampling", f"must be one of {RESAMPLING_METHODS} (or a tuple of them)")
         if (
             self.inputs is not None
-            and not isinstance(self.method, str)
-            and len(self.method) != len(self.inputs)
+            and not isinstance(self.resampling, str)
+            and len(self.resampling) != len(self.inputs)
         ):
-            self.fail("method", f"needs one method per input ({len(self.inputs)})")
+            self.fail("resampling", f"needs one method per input ({len(self.inputs)})")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Refuse a fixed target :class:`Grid` over the extent or host-memory limits.
+
+        A target named by input name or index is one of the inputs, already bounded by the input
+        spec. ``shape`` bounds one input; the band count of the stack (the sum over inputs) is
+        not known from it, so the returned bound keeps ``shape``'s leading axes.
+        """
+        if isinstance(self.target_grid, Grid):
+            return _precheck_grid("AlignAndStack", "target_grid", self.target_grid, shape, limits)
+        spatial_shape(shape, "AlignAndStack")
+        return shape
 
     def _named(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         if self.inputs is not None and len(args) != len(self.inputs):
@@ -213,22 +284,29 @@ class AlignAndStack(Operator):
 
     def __call__(self, *args: Any, key: jax.Array | None = None, **kwargs: Any) -> GeoTensor:
         named = self._named(args, kwargs)
-        methods = (self.method,) * len(named) if isinstance(self.method, str) else self.method
+        methods = (
+            (self.resampling,) * len(named) if isinstance(self.resampling, str) else self.resampling
+        )
         if len(methods) != len(named):
             raise ConfigError(
-                "AlignAndStack", "method", self.method, f"needs one method per input ({len(named)})"
+                "AlignAndStack",
+                "resampling",
+                self.resampling,
+                f"needs one method per input ({len(named)})",
             )
         grid, _ = self._target(named)
         stacked: list[jax.Array] = []
         band_names: list[str] = []
         batch: tuple[int, ...] | None = None
+        aligned_inputs: list[GeoTensor] = []
         for (name, x), method in zip(named, methods, strict=True):
             if not isinstance(x, GeoTensor):
                 raise MissingGeoreferenceError(
                     f"input {name!r} is a {type(x).__name__}, not a GeoTensor: AlignAndStack "
                     "needs each input's CRS and transform to place it on the target grid"
                 )
-            aligned = to_grid(x, grid, method=method, what=f"input {name!r}")
+            aligned = to_grid(x, grid, resampling=method, what=f"input {name!r}")
+            aligned_inputs.append(aligned)
             v = aligned.values
             if v.ndim == 2:
                 v = v[None]
@@ -246,4 +324,5 @@ class AlignAndStack(Operator):
             stacked.append(v)
         dtype = jnp.result_type(*stacked)
         values = jnp.concatenate([s.astype(dtype) for s in stacked], axis=-3)
-        return GeoTensor(values, grid.affine, grid.crs, None, tuple(band_names))
+        # rebuilt from the first input (already on the target grid), keeping its carrier type
+        return aligned_inputs[0].replace(values=values, band_names=tuple(band_names))

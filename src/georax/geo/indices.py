@@ -2,10 +2,12 @@
 Spectral Indices catalog through :class:`SpectralIndex`.
 
 Each index maps ``(..., band, H, W)`` to a single band ``(..., 1, H, W)`` named after the index
-(a GeoTensor keeps its georeferencing). Band indices are static config; continuous coefficients
-(EVI's ``g, c1, c2, l``, SAVI's ``l``) are leaves, so they can be tuned or differentiated.
-Defaults follow the georax Sentinel-2 convention ``B02, B03, B04, B08, B11, B12[, QA60]``:
-blue 0, green 1, red 2, NIR 3, SWIR1 4, SWIR2 5.
+(a GeoTensor keeps its georeferencing; a :class:`~georax.patch.Chips` stack stays chips). Band
+indices are static config named ``<role>_band`` (``red_band``, ``nir_band``...); continuous
+coefficients (EVI's ``g, c1, c2, l``, SAVI's ``l``) are leaves, so they can be tuned or
+differentiated. Defaults follow the georax Sentinel-2 convention
+``B02, B03, B04, B08, B11, B12[, QA60]``: blue 0, green 1, red 2, NIR 3, SWIR1 4, SWIR2 5.
+Complex input is refused (:class:`~georax.errors.DataError`): these are real band ratios.
 
 Division follows IEEE semantics (as NumPy and spyndex do): ``0/0`` gives NaN, NaN inputs give NaN.
 
@@ -16,19 +18,31 @@ with a whitelisting :mod:`ast` compiler (:mod:`georax.geo._formula`) — never `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from georax.array.missing import nan_safe_grad
+from georax.array.validate import real_float, require_real
 from georax.core.carrier import values_of
-from georax.core.errors import ConfigError, GeoraxError
+from georax.core.errors import GeoraxError
 from georax.core.operator import Operator, as_tuple, leaf, static
-from georax.geo._bands import check_bands, map_bands, take_band
+from georax.geo._bands import (
+    check_band_field,
+    check_bands,
+    check_finite_leaf,
+    map_bands,
+    take_band,
+)
 from georax.geo._formula import compile_formula
+from georax.geo._precheck import with_bands
+
+if TYPE_CHECKING:
+    from georax.core.sandbox import Limits
 
 __all__ = [
     "EVI",
@@ -36,7 +50,7 @@ __all__ = [
     "NDVI",
     "NDWI",
     "SAVI",
-    "SENTINEL2_BANDS",
+    "SENTINEL2_BAND_MAP",
     "MissingDependencyError",
     "NormalizedDifference",
     "SpectralIndex",
@@ -47,7 +61,7 @@ __all__ = [
 ]
 
 #: spyndex band symbols -> band index, for the georax Sentinel-2 layout (B02 B03 B04 B08 B11 B12).
-SENTINEL2_BANDS: dict[str, int] = {"B": 0, "G": 1, "R": 2, "N": 3, "S1": 4, "S2": 5}
+SENTINEL2_BAND_MAP: dict[str, int] = {"B": 0, "G": 1, "R": 2, "N": 3, "S1": 4, "S2": 5}
 
 
 class MissingDependencyError(GeoraxError, ImportError):
@@ -97,24 +111,24 @@ def savi(
 # ------------------------------------------------------------------------------------------------
 
 
-def _float(v: Array) -> Array:
-    v = jnp.asarray(v)
-    return v if jnp.issubdtype(v.dtype, jnp.floating) else v.astype(jnp.float32)
-
-
-def _check_band_field(op: Operator, name: str) -> None:
-    if not isinstance(getattr(op, name), int) or isinstance(getattr(op, name), bool):
-        op.fail(name, "must be an int band index")
+def _bands_of(x: Any, who: str, *indices: int) -> None:
+    """Refuse complex input and band indices outside the input's band axis."""
+    values = require_real(values_of(x), who)
+    check_bands(values, indices, who)
 
 
 def _nd_call(x: Any, a: int, b: int, label: str) -> Any:
-    check_bands(values_of(x), (a, b), label)
+    _bands_of(x, label, a, b)
 
     def fn(v: Array) -> Array:
-        v = _float(v)
+        v = real_float(v, label)
         return normalized_difference(take_band(v, a), take_band(v, b))[..., None, :, :]
 
     return map_bands(fn, x, names=lambda _: (label,))
+
+
+def _one_band(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return with_bands(shape, 1)
 
 
 class NormalizedDifference(Operator):
@@ -122,28 +136,23 @@ class NormalizedDifference(Operator):
 
     **Arguments:**
 
-    - `a`, `b`: band indices.
+    - `a_band`, `b_band`: band indices.
     - `label`: the output band's name.
     """
 
-    a: int = static()
-    b: int = static()
+    a_band: int = static()
+    b_band: int = static()
     label: str = static("ND")
 
     def __check_init__(self) -> None:
-        _check_band_field(self, "a")
-        _check_band_field(self, "b")
+        check_band_field(self, "a_band", "b_band")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band."""
+        return _one_band(shape)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        return _nd_call(x, self.a, self.b, self.label)
-
-
-def _alias(value: int | None, alias: int | None, field: str, default: int) -> int:
-    if value is not None and alias is not None and value != alias:
-        raise ConfigError("NDVI", field, (value, alias), f"`{field}` and `{field}_idx` disagree")
-    if value is not None:
-        return value
-    return default if alias is None else alias
+        return _nd_call(x, self.a_band, self.b_band, self.label)
 
 
 class NDVI(Operator):
@@ -151,57 +160,65 @@ class NDVI(Operator):
 
     **Arguments:**
 
-    - `red`, `nir`: band indices (the seeds' ``red_idx``/``nir_idx`` are accepted as aliases).
+    - `red_band`, `nir_band`: band indices (the seeds' ``red_idx``/``nir_idx``).
     """
 
-    red: int = static(2)
-    nir: int = static(3)
-
-    def __init__(
-        self,
-        red: int | None = None,
-        nir: int | None = None,
-        *,
-        red_idx: int | None = None,
-        nir_idx: int | None = None,
-    ) -> None:
-        self.red = _alias(red, red_idx, "red", 2)
-        self.nir = _alias(nir, nir_idx, "nir", 3)
+    red_band: int = static(2)
+    nir_band: int = static(3)
 
     def __check_init__(self) -> None:
-        _check_band_field(self, "red")
-        _check_band_field(self, "nir")
+        check_band_field(self, "red_band", "nir_band")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band."""
+        return _one_band(shape)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        return _nd_call(x, self.nir, self.red, "NDVI")
+        return _nd_call(x, self.nir_band, self.red_band, "NDVI")
 
 
 class NDWI(Operator):
-    """Normalised Difference Water Index (McFeeters 1996), ``(green - NIR) / (green + NIR)``."""
+    """Normalised Difference Water Index (McFeeters 1996), ``(green - NIR) / (green + NIR)``.
 
-    green: int = static(1)
-    nir: int = static(3)
+    **Arguments:**
+
+    - `green_band`, `nir_band`: band indices.
+    """
+
+    green_band: int = static(1)
+    nir_band: int = static(3)
 
     def __check_init__(self) -> None:
-        _check_band_field(self, "green")
-        _check_band_field(self, "nir")
+        check_band_field(self, "green_band", "nir_band")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band."""
+        return _one_band(shape)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        return _nd_call(x, self.green, self.nir, "NDWI")
+        return _nd_call(x, self.green_band, self.nir_band, "NDWI")
 
 
 class NBR(Operator):
-    """Normalised Burn Ratio, ``(NIR - SWIR2) / (NIR + SWIR2)``."""
+    """Normalised Burn Ratio, ``(NIR - SWIR2) / (NIR + SWIR2)``.
 
-    nir: int = static(3)
-    swir2: int = static(5)
+    **Arguments:**
+
+    - `nir_band`, `swir2_band`: band indices.
+    """
+
+    nir_band: int = static(3)
+    swir2_band: int = static(5)
 
     def __check_init__(self) -> None:
-        _check_band_field(self, "nir")
-        _check_band_field(self, "swir2")
+        check_band_field(self, "nir_band", "swir2_band")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band."""
+        return _one_band(shape)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        return _nd_call(x, self.nir, self.swir2, "NBR")
+        return _nd_call(x, self.nir_band, self.swir2_band, "NBR")
 
 
 class EVI(Operator):
@@ -209,28 +226,33 @@ class EVI(Operator):
 
     **Arguments:**
 
-    - `blue`, `red`, `nir`: band indices.
-    - `g`, `c1`, `c2`, `l`: gain, aerosol coefficients and canopy background (MODIS defaults).
+    - `blue_band`, `red_band`, `nir_band`: band indices.
+    - `g`, `c1`, `c2`, `l`: gain, aerosol coefficients and canopy background (MODIS defaults),
+      finite.
     """
 
-    blue: int = static(0)
-    red: int = static(2)
-    nir: int = static(3)
+    blue_band: int = static(0)
+    red_band: int = static(2)
+    nir_band: int = static(3)
     g: Array = leaf(2.5)
     c1: Array = leaf(6.0)
     c2: Array = leaf(7.5)
     l: Array = leaf(1.0)  # noqa: E741
 
     def __check_init__(self) -> None:
-        for f in ("blue", "red", "nir"):
-            _check_band_field(self, f)
+        check_band_field(self, "blue_band", "red_band", "nir_band")
+        check_finite_leaf(self, "g", "c1", "c2", "l")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band."""
+        return _one_band(shape)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        check_bands(values_of(x), (self.blue, self.red, self.nir), "EVI")
+        _bands_of(x, "EVI", self.blue_band, self.red_band, self.nir_band)
 
         def fn(v: Array) -> Array:
-            v = _float(v)
-            n, r, b = (take_band(v, i) for i in (self.nir, self.red, self.blue))
+            v = real_float(v, "EVI")
+            n, r, b = (take_band(v, i) for i in (self.nir_band, self.red_band, self.blue_band))
             return evi(n, r, b, self.g, self.c1, self.c2, self.l)[..., None, :, :]
 
         return map_bands(fn, x, names=lambda _: ("EVI",))
@@ -241,24 +263,29 @@ class SAVI(Operator):
 
     **Arguments:**
 
-    - `red`, `nir`: band indices.
-    - `l`: soil adjustment factor.
+    - `red_band`, `nir_band`: band indices.
+    - `l`: soil adjustment factor, finite.
     """
 
-    red: int = static(2)
-    nir: int = static(3)
+    red_band: int = static(2)
+    nir_band: int = static(3)
     l: Array = leaf(0.5)  # noqa: E741
 
     def __check_init__(self) -> None:
-        _check_band_field(self, "red")
-        _check_band_field(self, "nir")
+        check_band_field(self, "red_band", "nir_band")
+        check_finite_leaf(self, "l")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band."""
+        return _one_band(shape)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        check_bands(values_of(x), (self.red, self.nir), "SAVI")
+        _bands_of(x, "SAVI", self.red_band, self.nir_band)
 
         def fn(v: Array) -> Array:
-            v = _float(v)
-            return savi(take_band(v, self.nir), take_band(v, self.red), self.l)[..., None, :, :]
+            v = real_float(v, "SAVI")
+            red, nir = take_band(v, self.red_band), take_band(v, self.nir_band)
+            return savi(nir, red, self.l)[..., None, :, :]
 
         return map_bands(fn, x, names=lambda _: ("SAVI",))
 
@@ -296,39 +323,53 @@ def _pairs(value: Any) -> Any:
     return as_tuple(value)
 
 
+def _is_pairs(value: Any) -> bool:
+    return isinstance(value, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value
+    )
+
+
 class SpectralIndex(Operator):
     """Any index of the Awesome Spectral Indices catalog, compiled to ``jax.numpy``.
 
-    ``SpectralIndex("NDVI")``, ``SpectralIndex("EVI", bands={"B": 0, "R": 2, "N": 3})``,
+    ``SpectralIndex("NDVI")``, ``SpectralIndex("EVI", band_map={"B": 0, "R": 2, "N": 3})``,
     ``SpectralIndex("NDWI", constants={...})``. The formula comes from spyndex and is compiled by a
     whitelisting AST compiler (no ``eval``). Every symbol of the formula must be either a band
-    (mapped to a band index by ``bands``) or a constant (``constants``, else spyndex's default).
-    Constants without a default (wavelengths ``lambdaN`` ..., ``PAR``) and kernel terms (``kNN``,
-    ``kNR`` ...) must be supplied — kernel terms as bands of the input.
+    (mapped to a band index by ``band_map``) or a constant (``constants``, else spyndex's
+    default). Constants without a default (wavelengths ``lambdaN`` ..., ``PAR``) and kernel terms
+    (``kNN``, ``kNR`` ...) must be supplied — kernel terms as bands of the input.
 
     **Arguments:**
 
     - `index`: the catalog name (case-sensitive, as in spyndex).
-    - `bands`: ``{symbol: band index}``; default :data:`SENTINEL2_BANDS`. Stored as sorted pairs.
-    - `constants`: ``{symbol: value}`` overriding spyndex's defaults. Stored as sorted pairs.
+    - `band_map`: ``{symbol: band index}``; default :data:`SENTINEL2_BAND_MAP`. Stored as sorted
+      pairs.
+    - `constants`: ``{symbol: value}`` overriding spyndex's defaults, finite. Stored as sorted
+      pairs. Static, not leaves: which symbols are constants (and which are bands) is decided
+      from these keys when the formula is resolved, so the mapping is structure.
     """
 
     index: str = static()
-    bands: tuple[tuple[str, int], ...] = static(
-        tuple(sorted(SENTINEL2_BANDS.items())), converter=_pairs
+    band_map: tuple[tuple[str, int], ...] = static(
+        tuple(sorted(SENTINEL2_BAND_MAP.items())), converter=_pairs
     )
     constants: tuple[tuple[str, float], ...] = static((), converter=_pairs)
 
     def __check_init__(self) -> None:
         formulas = catalog()
-        if self.index not in formulas:
+        if not isinstance(self.index, str) or self.index not in formulas:
             close = [n for n in formulas if n.lower() == str(self.index).lower()]
             hint = f"; did you mean {close[0]!r}?" if close else ""
             self.fail("index", f"is not in the Awesome Spectral Indices catalog{hint}")
-        if any(not isinstance(i, int) for _, i in self.bands):
-            self.fail("bands", "must map band symbols to int band indices")
-        if any(not isinstance(v, int | float) for _, v in self.constants):
-            self.fail("constants", "must map constant symbols to numbers")
+        if not _is_pairs(self.band_map) or any(
+            not isinstance(i, int) or isinstance(i, bool) for _, i in self.band_map
+        ):
+            self.fail("band_map", "must map band symbols to int band indices")
+        if not _is_pairs(self.constants) or any(
+            not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v)
+            for _, v in self.constants
+        ):
+            self.fail("constants", "must map constant symbols to finite numbers")
         self._resolve()
 
     @property
@@ -339,7 +380,7 @@ class SpectralIndex(Operator):
     def _resolve(self) -> tuple[dict[str, int], dict[str, float]]:
         """Split the formula's symbols into bands (-> index) and constants (-> value)."""
         symbols = compile_formula(self.formula).variables
-        bands = dict(self.bands)
+        bands = dict(self.band_map)
         given = dict(self.constants)
         defaults = _constant_defaults()
         use_bands: dict[str, int] = {}
@@ -356,21 +397,26 @@ class SpectralIndex(Operator):
                 missing.append(s)
         if missing:
             self.fail(
-                "bands",
-                f"index {self.index!r} ({self.formula}) needs {missing}: map them in `bands` "
+                "band_map",
+                f"index {self.index!r} ({self.formula}) needs {missing}: map them in `band_map` "
                 "(band symbols, kernel terms) or give them in `constants` (constants without a "
                 "spyndex default)",
             )
         return use_bands, use_consts
 
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band."""
+        return _one_band(shape)
+
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         use_bands, use_consts = self._resolve()
-        check_bands(values_of(x), tuple(use_bands.values()), f"SpectralIndex({self.index!r})")
+        who = f"SpectralIndex({self.index!r})"
+        _bands_of(x, who, *use_bands.values())
         formula = compile_formula(self.formula)
 
         @nan_safe_grad  # a formula is pixelwise: missing pixels carry zero derivative
         def fn(v: Array) -> Array:
-            v = _float(v)
+            v = real_float(v, who)
             env: dict[str, Any] = {s: take_band(v, i) for s, i in use_bands.items()}
             env.update({s: jnp.asarray(c, v.dtype) for s, c in use_consts.items()})
             out = jnp.asarray(formula(env), v.dtype)

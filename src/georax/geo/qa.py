@@ -1,24 +1,41 @@
-"""Geo-specific QC checks on a :class:`~georax.GeoTensor`: CRS, resolution, band schema.
+"""Geo-specific QC checks on a georeferenced carrier: CRS, resolution, band schema.
 
 Pass-through operators with the same ``on_fail`` policy (``"raise"``/``"warn"``/``"off"``) as
 :mod:`georax.array.qc`. They read only static metadata, so they act at call/trace time: under
 ``jax.jit`` a failing ``"raise"`` check raises :class:`~georax.array.qc.QCError` while tracing,
-before anything runs. A plain array (no georeferencing) is refused with
+before anything runs. Any carrier holding ``crs``, ``transform`` and ``band_names`` is checked (a
+:class:`~georax.GeoTensor`, or :class:`~georax.patch.Chips`, whose metadata is its source
+scene's). A plain array (no georeferencing) is refused with
 :class:`~georax.tensor.GeoTensorRequiredError` unless the check is ``"off"``.
+
+Their thresholds are static, unlike the value checks' leaves: they are compared with static
+metadata (the transform, the band names) in Python at trace time, where a traced number could not
+be used.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 
 from georax.array.qc import QCOperator
+from georax.core.carrier import Carrier
 from georax.core.operator import as_tuple, static
 from georax.tensor.geotensor import require_geotensor
 from georax.tensor.grid import crs_equal
 
 __all__ = ["AssertCRSEquals", "AssertResolutionWithin", "AssertSchema"]
+
+_METADATA = ("crs", "transform", "band_names")
+
+
+def _georeferenced(x: Any, who: str) -> Any:
+    """``x`` if it is a carrier with georeferencing metadata; else a typed refusal."""
+    if isinstance(x, Carrier) and all(hasattr(x, a) for a in _METADATA):
+        return x
+    return require_geotensor(x, who)
 
 
 class AssertCRSEquals(QCOperator):
@@ -49,7 +66,7 @@ class AssertCRSEquals(QCOperator):
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:
             return x
-        gt = require_geotensor(x, type(self).__name__)
+        gt = _georeferenced(x, type(self).__name__)
         if gt.crs is None or not crs_equal(gt.crs, self.crs):
             self.report(f"CRS is {gt.crs}, expected {self.crs}", {"crs": gt.crs})
         return x
@@ -82,9 +99,9 @@ class AssertResolutionWithin(QCOperator):
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:
             return x
-        gt = require_geotensor(x, type(self).__name__)
+        t = _georeferenced(x, type(self).__name__).transform
         lo, hi = self.limits
-        xres, yres = gt.resolution
+        xres, yres = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
         if not (lo <= xres <= hi and lo <= yres <= hi):
             self.report(
                 f"resolution ({xres:.6g}, {yres:.6g}) outside [{lo}, {hi}]",
@@ -94,39 +111,40 @@ class AssertResolutionWithin(QCOperator):
 
 
 class AssertSchema(QCOperator):
-    """Check the GeoTensor's band names.
+    """Check the band names of a GeoTensor (or of a Chips' source scene).
 
-    With ``exact=True`` the names must equal ``bands`` in order; with ``exact=False`` every name in
-    ``bands`` must be present (in any position). A GeoTensor without band names fails.
+    With ``exact=True`` the names must equal ``band_names`` in order; with ``exact=False`` every
+    name in ``band_names`` must be present (in any position). A carrier without band names fails.
 
     **Arguments:**
 
-    - `bands`: the expected band names.
+    - `band_names`: the expected band names.
     - `exact`: require the exact list (default) or only that these bands are present.
     - `on_fail`: ``"raise"``, ``"warn"`` or ``"off"``.
     """
 
-    bands: tuple[str, ...] = static(converter=as_tuple)
+    band_names: tuple[str, ...] = static(converter=as_tuple)
     exact: bool = static(default=True)
     on_fail: str = static(default="raise")
 
     def __check_init__(self) -> None:
-        if not isinstance(self.bands, tuple) or not self.bands:
-            self.fail("bands", "must be a non-empty sequence of band names")
-        if not all(isinstance(b, str) for b in self.bands):
-            self.fail("bands", "every band name must be a string")
+        if not isinstance(self.band_names, tuple) or not self.band_names:
+            self.fail("band_names", "must be a non-empty sequence of band names")
+        if not all(isinstance(b, str) for b in self.band_names):
+            self.fail("band_names", "every band name must be a string")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:
             return x
-        gt = require_geotensor(x, type(self).__name__)
-        names = gt.band_names
+        carrier = _georeferenced(x, type(self).__name__)
+        names = carrier.band_names
+        expected = list(self.band_names)
         if names is None:
-            self.report(f"GeoTensor has no band names, expected {list(self.bands)}")
-        elif self.exact and names != self.bands:
-            self.report(f"band names {list(names)} != expected {list(self.bands)}")
+            self.report(f"{type(carrier).__name__} has no band names, expected {expected}")
+        elif self.exact and names != self.band_names:
+            self.report(f"band names {list(names)} != expected {expected}")
         elif not self.exact:
-            missing = [b for b in self.bands if b not in names]
+            missing = [b for b in self.band_names if b not in names]
             if missing:
                 self.report(f"missing band(s) {missing}; has {list(names)}")
         return x

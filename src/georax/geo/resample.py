@@ -33,17 +33,20 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from georax.array.validate import real_float
 from georax.core.errors import ConfigError, GeoraxError, ShapeError
 from georax.tensor.grid import Grid, crs_equal
 
 __all__ = [
+    "PLAN_BYTES_PER_PIXEL",
     "RESAMPLING_METHODS",
     "NoOverlapError",
     "resample",
@@ -134,12 +137,106 @@ def _nearest_index(coord: np.ndarray, n: int) -> np.ndarray:
     return np.clip(np.floor(np.nan_to_num(coord, nan=0.0) + 0.5), 0, n - 1).astype(np.int32)
 
 
+class _Plan(NamedTuple):
+    """How to resample from one grid to another, decided on the host while tracing.
+
+    ``inside``: which target pixels have their centre in the source extent; ``r_idx``/``c_idx``:
+    the source pixel containing each target centre (nearest neighbour; broadcast against
+    ``inside``); ``interp``: the bilinear interpolation (array on ``src`` -> array on ``dst``), or
+    None for nearest.
+    """
+
+    inside: np.ndarray
+    r_idx: np.ndarray
+    c_idx: np.ndarray
+    interp: Callable[[Array], Array] | None
+
+
+def _separable_plan(
+    src: Grid, dst: Grid, batch: tuple[int, ...], resampling: str, sep: tuple[Any, Any]
+) -> _Plan:
+    """Plan for a target that is a scaled and shifted copy of the source grid (same CRS)."""
+    hs, ws = src.shape
+    h, w = dst.shape
+    (row_scale, row_shift), (col_scale, col_shift) = sep
+    # index coordinates of the target pixel centres, one vector per axis
+    rows = (np.arange(h) + 0.5 - row_shift) / row_scale - 0.5
+    cols = (np.arange(w) + 0.5 - col_shift) / col_scale - 0.5
+    inside = ((rows >= -0.5) & (rows <= hs - 0.5))[:, None] & ((cols >= -0.5) & (cols <= ws - 0.5))[
+        None, :
+    ]
+    r_idx = _nearest_index(rows, hs)[:, None]
+    c_idx = _nearest_index(cols, ws)[None, :]
+    if resampling != "bilinear":
+        return _Plan(inside, r_idx, c_idx, None)
+
+    def interp(v: Array) -> Array:
+        nd = v.ndim
+        return jax.image.scale_and_translate(
+            v,
+            (*batch, h, w),
+            (nd - 2, nd - 1),
+            jnp.array([row_scale, col_scale], v.dtype),
+            jnp.array([row_shift, col_shift], v.dtype),
+            method="linear",
+            antialias=True,
+        )
+
+    return _Plan(inside, r_idx, c_idx, interp)
+
+
+def _coordinate_plan(src: Grid, dst: Grid, batch: tuple[int, ...], resampling: str) -> _Plan:
+    """Plan through a per-pixel coordinate map (different CRS or rotated grids)."""
+    hs, ws = src.shape
+    h, w = dst.shape
+    coords = source_pixel_coordinates(src, dst)
+    inside = _inside(coords, src.shape)
+    r_idx = _nearest_index(coords[0], hs)
+    c_idx = _nearest_index(coords[1], ws)
+    if resampling != "bilinear":
+        return _Plan(inside, r_idx, c_idx, None)
+    # clamp into the pixel-centre range: the outer half pixel takes the edge value (GDAL)
+    safe = jnp.asarray(
+        np.stack(
+            [
+                np.clip(np.nan_to_num(coords[0], nan=0.0), 0, hs - 1),
+                np.clip(np.nan_to_num(coords[1], nan=0.0), 0, ws - 1),
+            ]
+        ).astype(np.float32)
+    )
+
+    def interp(v: Array) -> Array:
+        flat = v.reshape((-1, hs, ws))
+        out = jax.vmap(
+            lambda img: jax.scipy.ndimage.map_coordinates(
+                img, (safe[0], safe[1]), order=1, mode="nearest"
+            )
+        )(flat)
+        return out.reshape((*batch, h, w))
+
+    return _Plan(inside, r_idx, c_idx, interp)
+
+
+def _apply_plan(values: Array, plan: _Plan) -> Array:
+    """Resample with GDAL's missing-data rules: NaN outside, normalised weights inside."""
+    # the source pixel containing each target centre (nearest neighbour)
+    centre = values[..., jnp.asarray(plan.r_idx), jnp.asarray(plan.c_idx)]
+    ok = jnp.asarray(plan.inside) & jnp.isfinite(centre)
+    if plan.interp is None:
+        return jnp.where(ok, centre, jnp.nan)
+    valid = jnp.isfinite(values)
+    num = plan.interp(jnp.where(valid, values, 0.0))
+    den = plan.interp(valid.astype(values.dtype))
+    ok = ok & (den > 0)
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), jnp.nan)
+
+
 def resample(
     values: Float[Array, "*batch H W"],
     src: Grid,
     dst: Grid,
     *,
-    method: str = "bilinear",
+    resampling: str = "bilinear",
 ) -> Float[Array, "*batch h w"]:
     """Resample an array from grid ``src`` to grid ``dst`` (see the module docstring for the math).
 
@@ -156,98 +253,52 @@ def resample(
     *downsampling* uses plain bilinear interpolation without GDAL's widened kernel, so it aliases
     where GDAL would average; resample in the source CRS first if that matters.
 
+    The work is in named steps: a plan (host: which source pixel feeds each target pixel, and
+    the interpolation), decided by :func:`_separable_plan` or :func:`_coordinate_plan`, then
+    :func:`_apply_plan` (device).
+
     **Arguments:**
 
-    - `values`: floating array on ``src`` (last two axes ``src.shape``); NaN marks missing data.
+    - `values`: real array on ``src`` (last two axes ``src.shape``); NaN marks missing data.
     - `src`: the grid of ``values``.
     - `dst`: the target grid.
-    - `method`: ``"bilinear"`` or ``"nearest"``.
+    - `resampling`: ``"bilinear"`` or ``"nearest"``.
 
     **Returns:** the values on ``dst``, shape ``(*batch, *dst.shape)``.
 
     **Raises:** :class:`NoOverlapError` if no target pixel centre is inside the source extent;
-    ``ConfigError`` for an unknown method, ``ShapeError`` for a shape that does not match ``src``
-    (both georax errors, and ``ValueError``).
+    ``ConfigError`` for an unknown method, ``ShapeError`` for a shape that does not match ``src``,
+    ``DataError`` for complex values (all georax errors, and ``ValueError``).
     """
-    if method not in RESAMPLING_METHODS:
-        raise ConfigError("resample", "method", method, f"must be one of {RESAMPLING_METHODS}")
-    values = jnp.asarray(values)
+    if resampling not in RESAMPLING_METHODS:
+        raise ConfigError(
+            "resample", "resampling", resampling, f"must be one of {RESAMPLING_METHODS}"
+        )
+    values = real_float(values, "resample")
     if tuple(values.shape[-2:]) != tuple(src.shape):
         raise ShapeError(f"values of shape {values.shape} do not match the source grid {src.shape}")
-    if not jnp.issubdtype(values.dtype, jnp.floating):
-        values = values.astype(jnp.float32)
     if src.shape == dst.shape and src.transform == dst.transform and crs_equal(src.crs, dst.crs):
         return values
-
     batch = values.shape[:-2]
-    hs, ws = src.shape
-    h, w = dst.shape
     sep = _separable_params(src, dst)
-    interp = None
     if sep is not None:
-        (row_scale, row_shift), (col_scale, col_shift) = sep
-        # index coordinates of the target pixel centres, one vector per axis
-        rows = (np.arange(h) + 0.5 - row_shift) / row_scale - 0.5
-        cols = (np.arange(w) + 0.5 - col_shift) / col_scale - 0.5
-        inside = ((rows >= -0.5) & (rows <= hs - 0.5))[:, None] & (
-            (cols >= -0.5) & (cols <= ws - 0.5)
-        )[None, :]
-        r_idx = _nearest_index(rows, hs)[:, None]
-        c_idx = _nearest_index(cols, ws)[None, :]
-        if method == "bilinear":
-            nd = values.ndim
-
-            def interp(v: Array) -> Array:
-                return jax.image.scale_and_translate(
-                    v,
-                    (*batch, h, w),
-                    (nd - 2, nd - 1),
-                    jnp.array([row_scale, col_scale], v.dtype),
-                    jnp.array([row_shift, col_shift], v.dtype),
-                    method="linear",
-                    antialias=True,
-                )
-
+        plan = _separable_plan(src, dst, batch, resampling, sep)
     else:
-        coords = source_pixel_coordinates(src, dst)
-        inside = _inside(coords, src.shape)
-        r_idx = _nearest_index(coords[0], hs)
-        c_idx = _nearest_index(coords[1], ws)
-        if method == "bilinear":
-            # clamp into the pixel-centre range: the outer half pixel takes the edge value (GDAL)
-            safe = jnp.asarray(
-                np.stack(
-                    [
-                        np.clip(np.nan_to_num(coords[0], nan=0.0), 0, hs - 1),
-                        np.clip(np.nan_to_num(coords[1], nan=0.0), 0, ws - 1),
-                    ]
-                ).astype(np.float32)
-            )
-
-            def interp(v: Array) -> Array:
-                flat = v.reshape((-1, hs, ws))
-                out = jax.vmap(
-                    lambda img: jax.scipy.ndimage.map_coordinates(
-                        img, (safe[0], safe[1]), order=1, mode="nearest"
-                    )
-                )(flat)
-                return out.reshape((*batch, h, w))
-
-    if not inside.any():
+        plan = _coordinate_plan(src, dst, batch, resampling)
+    if not plan.inside.any():
         raise NoOverlapError(
             f"the source grid (crs {src.crs!r}, bounds {_fmt(src.bounds)}) does not cover any "
             f"pixel of the target grid (crs {dst.crs!r}, bounds {_fmt(dst.bounds)})"
         )
-    # the source pixel containing each target centre (nearest neighbour)
-    centre = values[..., jnp.asarray(r_idx), jnp.asarray(c_idx)]
-    ok = jnp.asarray(inside) & jnp.isfinite(centre)
-    if interp is None:
-        return jnp.where(ok, centre, jnp.nan)
-    valid = jnp.isfinite(values)
-    num = interp(jnp.where(valid, values, 0.0))
-    den = interp(valid.astype(values.dtype))
-    ok = ok & (den > 0)
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), jnp.nan)
+    return _apply_plan(values, plan)
+
+
+#: Upper bound of the host bytes the resampling plan of one target pixel takes while tracing
+#: (the pyproj path: float64 pixel-centre grids, projected coordinates, source indices and
+#: validity, float32 interpolation coordinates, and their temporaries; about 66 bytes measured,
+#: doubled for pyproj's own buffers). Used by the fusion
+#: operators' ``precheck`` to refuse a target grid before it is built.
+PLAN_BYTES_PER_PIXEL = 128
 
 
 def _fmt(bounds: tuple[float, ...]) -> str:

@@ -10,20 +10,26 @@ reference (``scipy.ndimage.uniform_filter``) can be matched exactly, borders inc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
 from georax.array.missing import nan_safe_grad
+from georax.array.validate import concrete, optional_leaf, real_float
 from georax.core.carrier import map_values
+from georax.core.errors import ConfigError, ShapeError
 from georax.core.operator import Operator, static
+from georax.geo._bands import check_finite_leaf, require_real_input
+from georax.geo._precheck import refuse_extent, spatial_shape
+
+if TYPE_CHECKING:
+    from georax.core.sandbox import Limits
 
 __all__ = [
-    "BOUNDARY_MODES",
+    "PADDING_MODES",
     "DBToLinear",
     "LeeSpeckle",
     "LinearToDB",
@@ -34,9 +40,10 @@ __all__ = [
     "scene_speckle_cv2",
 ]
 
-# scipy.ndimage mode name -> jnp.pad mode. scipy "reflect" repeats the edge sample (d c b a | a b
-# c d), which numpy calls "symmetric"; scipy "mirror" does not (d c b | a b c d), numpy "reflect".
-BOUNDARY_MODES: dict[str, str] = {
+#: Boundary handling of the moving window, scipy.ndimage names -> ``jnp.pad`` modes. scipy
+#: "reflect" repeats the edge sample (d c b a | a b c d), which numpy calls "symmetric"; scipy
+#: "mirror" does not (d c b | a b c d), numpy "reflect".
+PADDING_MODES: dict[str, str] = {
     "reflect": "symmetric",
     "mirror": "reflect",
     "nearest": "edge",
@@ -64,9 +71,7 @@ def linear_to_db(
 
     **Returns:** the values in dB, same shape, floating dtype.
     """
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
+    x = real_float(x, "linear_to_db")
     factor = 20.0 if amplitude else 10.0
     db = factor * jnp.log10(x)
     if floor_db is not None:
@@ -89,46 +94,100 @@ def db_to_linear(x: Float[Array, "*shape"], *, amplitude: bool = False) -> Float
 
     **Returns:** linear values, same shape, floating dtype.
     """
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
+    x = real_float(x, "db_to_linear")
     factor = 20.0 if amplitude else 10.0
     return jnp.power(jnp.asarray(10.0, x.dtype), x / factor)
 
 
-def _box_sum_1d(x: Array, window: int, axis: int) -> Array:
+def _box_sum_1d(x: Array, window_size: int, axis: int) -> Array:
     dims = [1] * x.ndim
-    dims[axis] = window
+    dims[axis] = window_size
     return jax.lax.reduce_window(
         x, jnp.asarray(0, x.dtype), jax.lax.add, tuple(dims), (1,) * x.ndim, "VALID"
     )
 
 
-def box_mean(
-    x: Float[Array, "*batch H W"], window: int, *, mode: str = "reflect"
-) -> Float[Array, "*batch H W"]:
-    """Mean over a ``window x window`` neighbourhood of every pixel (a separable box filter).
+def _pad_index(n: int, r: int, padding: str) -> np.ndarray:
+    """Source index of each of the ``n + 2 r`` positions of an axis padded by ``r`` (host).
 
-    Equal to ``scipy.ndimage.uniform_filter(x, size=(1, ..., window, window), mode=mode)`` for odd
-    windows: the image is padded by ``window // 2`` on each side following ``mode`` and then
-    summed with two 1-D running windows (``lax.reduce_window``: rows, then columns), i.e.
-    ``2 * window`` additions per pixel and no cumulative sums, so float32 keeps its precision on
-    large scenes.
+    Closed forms of the periodic extensions, so the cost does not depend on ``r / n``:
+    "reflect" has period ``2n`` (edge repeated), "mirror" ``2n - 2``, "wrap" ``n``.
+    """
+    i = np.arange(-r, n + r)
+    if padding == "reflect":
+        m = np.mod(i, 2 * n)
+        return np.where(m < n, m, 2 * n - 1 - m)
+    if padding == "mirror":
+        if n == 1:
+            return np.zeros_like(i)
+        m = np.mod(i, 2 * n - 2)
+        return np.where(m < n, m, 2 * n - 2 - m)
+    if padding == "wrap":
+        return np.mod(i, n)
+    return np.clip(i, 0, n - 1)  # nearest
+
+
+def _pad_axis(x: Array, r: int, axis: int, padding: str) -> Array:
+    """Pad one axis by ``r`` on both sides, with a trace cost independent of ``r``.
+
+    ``jnp.pad`` builds reflect/mirror/wrap padding one copy of the axis at a time, in a Python
+    loop at trace time, so padding a short axis by a long way (a 1000000001-pixel window on a
+    512-pixel scene) never finishes tracing. When the pad fits in one copy (``r < n``, the usual
+    case) ``jnp.pad`` is used (static slices, which fuse); otherwise one gather with a host-side
+    index map of ``n + 2 r`` entries does it in one step.
+    """
+    n = x.shape[axis]
+    if r == 0:
+        return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (r, r)
+    if padding in ("constant", "nearest") or r < n:
+        return jnp.pad(x, widths, mode=PADDING_MODES[padding])
+    return jnp.take(x, jnp.asarray(_pad_index(n, r, padding), jnp.int32), axis=axis)
+
+
+def _check_window(window_size: int, shape: tuple[int, ...], who: str) -> tuple[int, int]:
+    """``(H, W)``, refusing arrays without two spatial axes and windows larger than the image."""
+    h, w = spatial_shape(shape, who)
+    if window_size > max(h, w):
+        raise ShapeError(
+            f"{who}: window_size={window_size} is larger than the {h}x{w} image (every window "
+            "would average more reflected copies than image); use a window no larger than the "
+            "image"
+        )
+    return h, w
+
+
+def box_mean(
+    x: Float[Array, "*batch H W"], window_size: int, *, padding: str = "reflect"
+) -> Float[Array, "*batch H W"]:
+    """Mean over a ``window_size x window_size`` neighbourhood of every pixel (a box filter).
+
+    Equal to ``scipy.ndimage.uniform_filter(x, size=(1, ..., window_size, window_size),
+    mode=padding)`` for odd windows: the image is padded by ``window_size // 2`` on each side
+    following ``padding`` and then summed with two 1-D running windows (``lax.reduce_window``:
+    rows, then columns), i.e. ``2 * window_size`` additions per pixel and no cumulative sums, so
+    float32 keeps its precision on large scenes. Tracing costs the same whatever the window.
 
     **Arguments:**
 
-    - `x`: floating array, filtered over its last two axes.
-    - `window`: odd window size in pixels.
-    - `mode`: boundary handling, scipy.ndimage names: ``"reflect"`` (edge sample repeated,
+    - `x`: floating array ``(..., H, W)``, filtered over its last two axes.
+    - `window_size`: odd window size in pixels, at most ``max(H, W)``.
+    - `padding`: boundary handling, scipy.ndimage names: ``"reflect"`` (edge sample repeated,
       scipy's default), ``"mirror"``, ``"nearest"``, ``"wrap"``, ``"constant"`` (zeros).
 
     **Returns:** the local means, same shape and dtype as ``x``.
+
+    **Raises:** :class:`~georax.errors.ShapeError` for fewer than two axes or a window larger
+    than the image; :class:`~georax.errors.ConfigError` for an unknown ``padding``.
     """
-    r = window // 2
-    pad = [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)]
-    xp = jnp.pad(x, pad, mode=BOUNDARY_MODES[mode])
-    s = _box_sum_1d(_box_sum_1d(xp, window, x.ndim - 2), window, x.ndim - 1)
-    return s / jnp.asarray(window * window, x.dtype)
+    if padding not in PADDING_MODES:
+        raise ConfigError("box_mean", "padding", padding, f"must be one of {sorted(PADDING_MODES)}")
+    _check_window(window_size, jnp.shape(x), "box_mean")
+    r = window_size // 2
+    xp = _pad_axis(_pad_axis(x, r, x.ndim - 2, padding), r, x.ndim - 1, padding)
+    s = _box_sum_1d(_box_sum_1d(xp, window_size, x.ndim - 2), window_size, x.ndim - 1)
+    return s / jnp.asarray(window_size * window_size, x.dtype)
 
 
 def scene_speckle_cv2(x: Float[Array, "*batch H W"]) -> Float[Array, "*batch 1 1"]:
@@ -152,17 +211,17 @@ def scene_speckle_cv2(x: Float[Array, "*batch H W"]) -> Float[Array, "*batch 1 1
 
 def lee_filter(
     x: Float[Array, "*batch H W"],
-    window: int,
+    window_size: int,
     *,
     cu2: Float[Array, "*#batch #H #W"] | float | None = None,
-    mode: str = "reflect",
+    padding: str = "reflect",
 ) -> Float[Array, "*batch H W"]:
     """The classic Lee (1980/1981) minimum-mean-square-error speckle filter.
 
     Speckle is modelled as multiplicative noise, ``y = s * v`` with ``E[v] = 1`` and
     ``var(v) = Cu^2`` (``Cu^2 = 1/L`` for an ``L``-look intensity image). Over a
-    ``window x window`` neighbourhood with local mean ``m`` and variance ``var_y`` (both from
-    :func:`box_mean`), the MMSE estimate of ``s`` is::
+    ``window_size x window_size`` neighbourhood with local mean ``m`` and variance ``var_y``
+    (both from :func:`box_mean`), the MMSE estimate of ``s`` is::
 
         var_s = (var_y - Cu^2 m^2) / (1 + Cu^2)       # signal variance
         w     = clip(var_s / var_y, 0, 1)             # = (1 - Cu^2/Ci^2) / (1 + Cu^2)
@@ -178,22 +237,24 @@ def lee_filter(
     **Arguments:**
 
     - `x`: linear intensities (not dB), filtered over the last two axes.
-    - `window`: odd window size in pixels.
+    - `window_size`: odd window size in pixels, at most ``max(H, W)``.
     - `cu2`: speckle noise variance ``Cu^2``, a scalar or an array broadcasting against
       ``x`` (e.g. per band ``(..., 1, 1)``). ``None`` estimates it from the scene with
       :func:`scene_speckle_cv2`.
-    - `mode`: boundary handling of the window (see :func:`box_mean`).
+    - `padding`: boundary handling of the window (see :func:`box_mean`).
 
     **Returns:** the filtered intensities, same shape; integer inputs become float32.
+
+    **Raises:** as :func:`box_mean`; :class:`~georax.errors.DataError` for complex input (filter
+    the intensity ``|s|**2`` of an SLC, not the SLC).
     """
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
+    x = real_float(x, "lee_filter")
+    _check_window(window_size, x.shape, "lee_filter")
     if cu2 is None:
         cu2 = scene_speckle_cv2(x)
     cu2 = jnp.asarray(cu2, x.dtype)
-    mean = box_mean(x, window, mode=mode)
-    mean_sq = box_mean(jnp.square(x), window, mode=mode)
+    mean = box_mean(x, window_size, padding=padding)
+    mean_sq = box_mean(jnp.square(x), window_size, padding=padding)
     var_y = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
     var_s = (var_y - cu2 * jnp.square(mean)) / (1.0 + cu2)
     # Double-where: keep the division finite where var_y == 0 so gradients stay finite too.
@@ -206,27 +267,24 @@ def lee_filter(
 # --------------------------------------------------------------------------------------
 # Operators
 # --------------------------------------------------------------------------------------
-def _optional_leaf(value: Any) -> Any:
-    """Converter for an optional array parameter: None stays None, numbers become float32."""
-    if value is None or isinstance(value, jax.Array | np.ndarray):
-        return value
-    return jnp.asarray(np.float32(value))
-
-
 class LinearToDB(Operator):
     """Linear backscatter to decibels, ``10 log10(x)`` (see :func:`linear_to_db`).
 
     **Arguments:**
 
     - `amplitude`: input is amplitude, so ``20 log10(x)``.
-    - `floor_db`: optional lower clamp in dB (an array leaf: tunable without recompiling).
+    - `floor_db`: optional lower clamp in dB (a finite array leaf: tunable without recompiling).
       ``None`` (default) keeps ``-inf`` for zeros.
     """
 
     amplitude: bool = static(default=False)
-    floor_db: Array | None = eqx.field(default=None, converter=_optional_leaf)
+    floor_db: Array | None = optional_leaf()
+
+    def __check_init__(self) -> None:
+        check_finite_leaf(self, "floor_db")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        require_real_input(self, x)
         return map_values(
             lambda v: linear_to_db(v, amplitude=self.amplitude, floor_db=self.floor_db), x
         )
@@ -243,13 +301,17 @@ class DBToLinear(Operator):
     amplitude: bool = static(default=False)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        require_real_input(self, x)
         return map_values(lambda v: db_to_linear(v, amplitude=self.amplitude), x)
 
 
 class LeeSpeckle(Operator):
-    """Lee MMSE speckle filter over a ``window x window`` neighbourhood (see :func:`lee_filter`).
+    """Lee MMSE speckle filter over a ``window_size x window_size`` neighbourhood (see
+    :func:`lee_filter`).
 
-    Apply it to linear intensities, before :class:`LinearToDB`.
+    Apply it to linear intensities, before :class:`LinearToDB`. On a
+    :class:`~georax.patch.Chips` stack each chip is filtered on its own (its borders padded like
+    a scene's).
 
     The noise variance ``Cu^2`` comes from the number of looks when ``looks`` is given
     (``Cu^2 = 1/looks``; Sentinel-1 IW GRDH has an equivalent number of looks of about 4.4), and
@@ -258,34 +320,42 @@ class LeeSpeckle(Operator):
 
     **Arguments:**
 
-    - `window`: odd window size in pixels (>= 3). Static: changes the program.
-    - `looks`: equivalent number of looks (> 0), an array leaf, or ``None`` to estimate the
-      noise from the scene.
-    - `mode`: boundary handling at the scene edges, scipy.ndimage names (``"reflect"``,
+    - `window_size`: odd window size in pixels (>= 3), at most the larger image side. Static:
+      changes the program.
+    - `looks`: equivalent number of looks (finite, > 0), an array leaf, or ``None`` to estimate
+      the noise from the scene.
+    - `padding`: boundary handling at the scene edges, scipy.ndimage names (``"reflect"``,
       ``"mirror"``, ``"nearest"``, ``"wrap"``, ``"constant"``).
     """
 
-    window: int = static(default=7)
-    looks: Array | None = eqx.field(default=None, converter=_optional_leaf)
-    mode: str = static(default="reflect")
+    window_size: int = static(default=7)
+    looks: Array | None = optional_leaf()
+    padding: str = static(default="reflect")
 
     def __check_init__(self) -> None:
-        if (
-            not isinstance(self.window, int)
-            or isinstance(self.window, bool)
-            or self.window < 3
-            or self.window % 2 == 0
-        ):
-            self.fail("window", "must be an odd integer >= 3")
-        if self.mode not in BOUNDARY_MODES:
-            self.fail("mode", f"must be one of {sorted(BOUNDARY_MODES)}")
-        if (
-            self.looks is not None
-            and not isinstance(self.looks, jax.core.Tracer)
-            and not bool(np.all(np.asarray(self.looks) > 0))
-        ):
+        w = self.window_size
+        if not isinstance(w, int) or isinstance(w, bool) or w < 3 or w % 2 == 0:
+            self.fail("window_size", "must be an odd integer >= 3")
+        if not isinstance(self.padding, str) or self.padding not in PADDING_MODES:
+            self.fail("padding", f"must be one of {sorted(PADDING_MODES)}")
+        check_finite_leaf(self, "looks")
+        looks = concrete(self.looks)
+        if looks is not None and not bool(np.all(looks > 0)):
             self.fail("looks", "must be > 0 (or None to estimate the noise from the scene)")
 
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Refuse a window over ``limits.max_extent`` or larger than the image, untraced."""
+        spatial_shape(shape, "LeeSpeckle")
+        refuse_extent("LeeSpeckle", "window_size", self.window_size, limits)
+        _check_window(self.window_size, shape, "LeeSpeckle")
+        return shape
+
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        require_real_input(self, x)
         cu2 = None if self.looks is None else 1.0 / self.looks
-        return map_values(lambda v: lee_filter(v, self.window, cu2=cu2, mode=self.mode), x)
+
+        def fn(v: Array) -> Array:
+            _check_window(self.window_size, jnp.shape(v), "LeeSpeckle")
+            return lee_filter(v, self.window_size, cu2=cu2, padding=self.padding)
+
+        return map_values(fn, x)

@@ -7,6 +7,10 @@
   bin them (``floor(t * 256)``, clipped to the end colours).
 - :class:`TrueColor` picks three bands, stretches them to [0, 1] (fixed range or per-band
   percentiles) with an optional gamma, and returns RGB(A) ``uint8``; NaN -> alpha 0.
+
+Every number that only enters the arithmetic (``vmin``/``vmax``, percentiles, ``gamma``) is an
+array leaf, so a rendering can be tuned without recompiling; values are refused when they make no
+sense (an empty range, a gamma <= 0, NaN) whenever they are known. Complex input is refused.
 - :func:`encode_png` / :func:`write_png` are the **host boundary**: they pull the array to NumPy and
   encode with Pillow; they do not run under ``jit``.
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -26,10 +30,16 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, UInt8
 
+from georax.array.reductions import nanpercentile
+from georax.array.validate import concrete, optional_leaf, real_float, require_real
 from georax.core.carrier import values_of
-from georax.core.errors import DataError, ShapeError
+from georax.core.errors import ConfigError, DataError, ShapeError
 from georax.core.operator import Operator, as_tuple, derived, leaf, static
-from georax.geo._bands import check_bands, map_bands
+from georax.geo._bands import check_bands, check_finite_leaf, map_bands
+from georax.geo._precheck import with_bands
+
+if TYPE_CHECKING:
+    from georax.core.sandbox import Limits
 
 __all__ = [
     "Colormap",
@@ -70,7 +80,7 @@ def apply_lut(
     (then a bitcast back to 4 bytes and a move of the channel axis to the front). On XLA:CPU this
     is ~4x faster than four per-channel ``uint8`` gathers plus a select for NaN.
     """
-    x = jnp.asarray(x, jnp.float32)
+    x = real_float(x, "apply_lut").astype(jnp.float32)
     lut = jnp.asarray(lut, jnp.uint8)
     n = lut.shape[0]
     table = jnp.concatenate([lut, jnp.asarray(nan_rgba, jnp.uint8)[None, :]], axis=0)
@@ -95,13 +105,21 @@ def to_uint8(t: Float[Array, ...]) -> UInt8[Array, ...]:
     return jnp.round(jnp.nan_to_num(jnp.clip(t, 0.0, 1.0), nan=0.0) * 255).astype(jnp.uint8)
 
 
+def _check_range(op: Operator, lo: str, hi: str) -> None:
+    """Leaves ``lo < hi`` and finite, whenever both values are known (not traced)."""
+    check_finite_leaf(op, lo, hi)
+    a, b = concrete(getattr(op, lo)), concrete(getattr(op, hi))
+    if a is not None and b is not None and not bool(np.all(a < b)):
+        op.fail(hi, f"must be > {lo} (an empty range maps every pixel to one colour)")
+
+
 class Colormap(Operator):
     """One band to RGBA ``uint8`` through a matplotlib colormap; LUT built once.
 
     **Arguments:**
 
     - `name`: a matplotlib colormap name (``"viridis"``, ``"RdYlGn"``, ...).
-    - `vmin`, `vmax`: the value range mapped onto the colormap (leaves).
+    - `vmin`, `vmax`: the value range mapped onto the colormap (finite leaves, ``vmin < vmax``).
     - `nan_rgba`: colour of NaN pixels (transparent by default).
 
     The ``(256, 4)`` table ``lut`` is a derived leaf: built in ``__init__``, excluded from config.
@@ -122,9 +140,7 @@ class Colormap(Operator):
     ) -> None:
         import matplotlib
 
-        if name not in matplotlib.colormaps:
-            from georax.core.errors import ConfigError
-
+        if not isinstance(name, str) or name not in matplotlib.colormaps:
             raise ConfigError("Colormap", "name", name, "is not a matplotlib colormap")
         self.name = name
         self.vmin = vmin
@@ -133,11 +149,24 @@ class Colormap(Operator):
         self.lut = jnp.asarray(colormap_lut(name))
 
     def __check_init__(self) -> None:
-        if len(self.nan_rgba) != 4 or any(not 0 <= int(c) <= 255 for c in self.nan_rgba):
+        rgba = self.nan_rgba
+        if (
+            not isinstance(rgba, tuple)
+            or len(rgba) != 4
+            or any(not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255 for c in rgba)
+        ):
             self.fail("nan_rgba", "must be 4 ints in [0, 255]")
+        _check_range(self, "vmin", "vmax")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Four output bands (RGBA)."""
+        del limits
+        return with_bands(shape, 4)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        v = values_of(x)
+        v = require_real(values_of(x), "Colormap")
+        if jnp.ndim(v) < 2:
+            raise ShapeError(f"Colormap: expected (..., 1, H, W) or (H, W), got shape {v.shape}")
         if jnp.ndim(v) >= 3 and jnp.shape(v)[-3] != 1:
             raise ShapeError(
                 f"Colormap: expected one band (..., 1, H, W) or (H, W), got shape {jnp.shape(v)}"
@@ -155,43 +184,60 @@ class TrueColor(Operator):
 
     **Arguments:**
 
-    - `bands`: indices of the red, green and blue bands (Sentinel-2 layout: ``(2, 1, 0)``).
-    - `vmin`, `vmax`: fixed reflectance range; if None, per-band percentiles are used.
-    - `p_min`, `p_max`: percentiles for the automatic range (exact, NaN-aware).
-    - `gamma`: display gamma (leaf), applied as ``t ** (1 / gamma)``.
+    - `rgb_bands`: indices of the red, green and blue bands (Sentinel-2 layout: ``(2, 1, 0)``).
+    - `vmin`, `vmax`: fixed reflectance range (finite leaves, ``vmin < vmax``); if None, per-band
+      percentiles are used.
+    - `pmin`, `pmax`: percentiles for the automatic range (leaves, ``0 <= pmin < pmax <= 100``;
+      exact, NaN-aware).
+    - `gamma`: display gamma (a finite leaf > 0), applied as ``t ** (1 / gamma)``.
     - `alpha`: add an alpha band, 0 where any of the three bands is NaN.
     """
 
-    bands: tuple[int, int, int] = static((2, 1, 0), converter=as_tuple)
-    vmin: float | None = static(None)
-    vmax: float | None = static(None)
-    p_min: float = static(2.0)
-    p_max: float = static(98.0)
+    rgb_bands: tuple[int, int, int] = static((2, 1, 0), converter=as_tuple)
+    vmin: Array | None = optional_leaf()
+    vmax: Array | None = optional_leaf()
+    pmin: Array = leaf(2.0)
+    pmax: Array = leaf(98.0)
     gamma: Array = leaf(1.0)
     alpha: bool = static(True)
 
     def __check_init__(self) -> None:
-        if len(self.bands) != 3 or any(not isinstance(b, int) for b in self.bands):
-            self.fail("bands", "must be three int band indices (red, green, blue)")
+        b = self.rgb_bands
+        if (
+            not isinstance(b, tuple)
+            or len(b) != 3
+            or any(not isinstance(i, int) or isinstance(i, bool) for i in b)
+        ):
+            self.fail("rgb_bands", "must be three int band indices (red, green, blue)")
         if (self.vmin is None) != (self.vmax is None):
             self.fail("vmin", "give both vmin and vmax, or neither (percentile stretch)")
-        if self.vmin is not None and not self.vmin < self.vmax:
-            self.fail("vmin", f"must be < vmax ({self.vmax})")
-        if not 0 <= self.p_min < self.p_max <= 100:
-            self.fail("p_min", f"need 0 <= p_min < p_max <= 100 (p_max={self.p_max})")
+        if self.vmin is not None:
+            _check_range(self, "vmin", "vmax")
+        _check_range(self, "pmin", "pmax")
+        for f in ("pmin", "pmax"):
+            p = concrete(getattr(self, f))
+            if p is not None and not bool(np.all((p >= 0) & (p <= 100))):
+                self.fail(f, "must be a percentile in [0, 100]")
+        check_finite_leaf(self, "gamma")
+        gamma = concrete(self.gamma)
+        if gamma is not None and not bool(np.all(gamma > 0)):
+            self.fail("gamma", "must be > 0 (the stretch is raised to 1 / gamma)")
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Three or four output bands."""
+        del limits
+        return with_bands(shape, 4 if self.alpha else 3)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        check_bands(values_of(x), self.bands, "TrueColor")
+        values = require_real(values_of(x), "TrueColor")
+        check_bands(values, self.rgb_bands, "TrueColor")
 
         def fn(v: Array) -> Array:
-            v = jnp.asarray(v, jnp.float32)
-            rgb = jnp.take(v, jnp.asarray(self.bands), axis=-3)
+            v = real_float(v, "TrueColor").astype(jnp.float32)
+            rgb = jnp.take(v, jnp.asarray(self.rgb_bands), axis=-3)
             if self.vmin is None:
-                from georax.array.reductions import nanpercentile
-
-                lo, hi = nanpercentile(
-                    rgb, jnp.array([self.p_min, self.p_max]), (-2, -1), keepdims=True
-                )
+                q = jnp.stack([jnp.asarray(self.pmin, v.dtype), jnp.asarray(self.pmax, v.dtype)])
+                lo, hi = nanpercentile(rgb, q, (-2, -1), keepdims=True)
                 hi = jnp.where(hi > lo, hi, lo + 1)
             else:
                 lo, hi = self.vmin, self.vmax
