@@ -47,7 +47,7 @@ operators:
 - {_target_: georax.geo.cloud.MaskClouds, qa_band: -1, bits: [10, 11]}
 - {_target_: georax.geo.radiometry.ScaleOffset, scale: 0.0001, offset: 0.0}
 - {_target_: georax.geo.radiometry.DarkObjectSubtraction, percentile: 2.0, clip_negative: true}
-- {_target_: georax.geo.sar.LeeSpeckle, window: 5}
+- {_target_: georax.geo.sar.LeeSpeckle, window_size: 5}
 - {_target_: georax.geo.indices.NDVI}
 """
 
