@@ -45,7 +45,7 @@ from georax.core.errors import (
     ShapeError,
     format_bytes,
 )
-from georax.core.operator import Operator
+from georax.core.operator import Operator, check_static_extents
 from georax.core.sandbox import DEFAULT_LIMITS, Limits
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "check_budget",
     "format_bytes",
     "input_spec",
+    "operators_in",
     "parse_bytes",
     "precheck",
     "price",
@@ -310,8 +311,33 @@ def _shape_bound(spec: Any) -> Any:
     return tuple(int(d) for d in leaves[0].shape) if leaves else ()
 
 
+def operators_in(pipeline: Operator) -> list[Operator]:
+    """Every operator in a pipeline's tree, the pipeline first (children of any container)."""
+    found: list[Operator] = []
+    seen: set[int] = set()
+    stack: list[Any] = [pipeline]
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, Operator):
+            found.append(value)
+            stack.extend(getattr(value, f.name) for f in dataclasses.fields(value))
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+    return found
+
+
 def precheck(pipeline: Operator, spec: Any, limits: Limits = DEFAULT_LIMITS) -> Any:
     """Run the pipeline's trace-free pre-check for an input spec (see :meth:`Operator.precheck`).
+
+    First the generic bound on static ints (:func:`~georax.core.operator.check_static_extents`)
+    on *every* operator in the tree -- a container that does not recurse in its own pre-check
+    does not hide a child's billion-pixel window -- then the pipeline's own pre-check, which
+    walks its children once per use.
 
     **Returns:** the pre-check's bound on the output shape.
 
@@ -321,6 +347,8 @@ def precheck(pipeline: Operator, spec: Any, limits: Limits = DEFAULT_LIMITS) -> 
     :class:`~georax.errors.LoaderError` (``stage="precheck"``).
     """
     try:
+        for op in operators_in(pipeline):
+            check_static_extents(op, limits)
         return pipeline.precheck(_shape_bound(input_spec(spec)), limits)
     except GeoraxError:
         raise
@@ -355,8 +383,8 @@ class _Stages:
                 stats.operations,
                 self.limits.max_trace_steps,
                 "trace",
-                f"the traced program on {self.shown}",
-                unit="operations (Limits.max_trace_steps)",
+                f"the traced program on {self.shown} (bounded by Limits.max_trace_steps)",
+                unit="operations",
             )
         if stats.constants > self.limits.max_host_bytes:
             raise BudgetExceededError(

@@ -277,8 +277,8 @@ def check_static_extents(op: Operator, limits: Limits) -> None:
                     abs(v),
                     limits.max_extent,
                     "precheck",
-                    f"{op.display_name}.{f.name}={v}",
-                    unit="pixels (Limits.max_extent)",
+                    f"{op.display_name}.{f.name}={v} (bounded by Limits.max_extent)",
+                    unit="pixels",
                 )
 
 
