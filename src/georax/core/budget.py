@@ -1,20 +1,34 @@
-"""Price a pipeline before running it, and refuse one that would not fit a memory budget.
+"""Price a pipeline before running it, and refuse one that would not fit a budget.
 
 A georax pipeline is a JAX program, so what it will allocate for a given input can be known
 without running it (the seeds' case 6 leaves "resource exhaustion" open; this closes it).
 :func:`price` works in stages, cheapest first, and :func:`check_budget` refuses at the first stage
 that is already over budget, so an absurd request never reaches the compiler:
 
+0. **pre-check** -- :meth:`georax.Operator.precheck` from the config alone, nothing traced:
+   static ints of every operator bounded by ``Limits.max_extent``, each operator application
+   (a Graph node reusing an operator included) counted against ``Limits.max_operators``, and
+   whatever an operator knows of its own cost (windows larger than the scene, chip weights);
 1. **input and params** -- bytes of the input spec and of the pipeline's array leaves;
-2. **output** -- :func:`jax.eval_shape` of the pipeline on the spec (no FLOP is run);
-3. **largest intermediate** -- the largest single value in the traced program
-   (:func:`jax.make_jaxpr`, nested sub-programs included). XLA may fuse such a value away, but a
-   sandbox should not bet on a fusion heuristic: no single value may exceed the budget;
-4. **compiled peak** -- ``jax.jit(...).lower(...).compile().memory_analysis()``: arguments +
-   outputs + XLA's temporary buffers - aliased bytes, i.e. the buffer assignment of the program
-   that would actually run on this backend;
-5. optionally **compute** -- the compiled program's ``cost_analysis()`` FLOP count against a
-   ``flop_budget`` (loop bodies are counted once, so this bounds from below).
+2. **trace** -- :func:`jax.make_jaxpr` of the pipeline on the spec (no FLOP is run): the program
+   may hold at most ``Limits.max_trace_steps`` operations (sub-programs included), since XLA's
+   compile time grows with it and cannot be interrupted;
+3. **constants** -- host arrays an operator built while tracing are baked into the program; they
+   count towards ``Limits.max_host_bytes`` and the budget;
+4. **output** and **largest intermediate** -- the abstract output, and the largest single value
+   in the traced program. XLA may fuse such a value away, but a sandbox should not bet on a
+   fusion heuristic: no single value may exceed the budget;
+5. **compiled peak** -- ``jax.jit(...).lower(...).compile().memory_analysis()``: arguments +
+   outputs + XLA's temporary buffers - aliased bytes + constants, i.e. the buffer assignment of
+   the program that would actually run on this backend;
+6. optionally **compute** -- the program's ``cost_analysis()`` FLOP count against a
+   ``flop_budget``, once on the lowered program (before compiling: a compute bomb never reaches
+   XLA's optimiser) and again on the compiled one (loop bodies are counted once, so this bounds
+   from below).
+
+All of it runs under a hard wall-clock limit, ``Limits.max_seconds``
+(:func:`georax.core.deadline.deadline`), refused with
+:class:`~georax.errors.PricingTimeoutError`.
 
 Limitations (documented, not hidden): memory is priced for the backend this process compiles for;
 host-side callbacks (``Tap``, I/O) can allocate outside the program; construction-time arrays
@@ -297,6 +311,16 @@ def _runner(pipeline: Operator, spec: Any) -> tuple[Any, Any, Any]:
     return run, abstract_arrays, jax.eval_shape(lambda: jax.random.key(0))
 
 
+def _flops_of(program: Any) -> float | None:
+    """XLA's FLOP count of a lowered or compiled program (best-effort: ``None`` if unknown)."""
+    try:
+        costs = program.cost_analysis()
+        cost = costs[0] if isinstance(costs, list | tuple) else costs
+        return float(cost["flops"]) if cost and "flops" in cost else None
+    except Exception:  # cost analysis is best-effort on some backends
+        return None
+
+
 def _pricing_failed(spec: str, stage: str, e: BaseException) -> ShapeError:
     lines = str(e).strip().splitlines()
     what = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
@@ -395,9 +419,17 @@ class _Stages:
             )
         self.over(base + stats.constants, "constants", "input + params + baked-in constants")
 
-    def compile(self, run: Any, arrays: Any, spec: Any, key: Any) -> tuple[Any, float | None]:
+    def lower(self, run: Any, arrays: Any, spec: Any, key: Any) -> Any:
         try:
-            program = jax.jit(run).lower(arrays, spec, key).compile()
+            return jax.jit(run).lower(arrays, spec, key)
+        except GeoraxError:
+            raise
+        except Exception as e:
+            raise _pricing_failed(self.shown, "lower", e) from e
+
+    def compile(self, lowered: Any) -> tuple[dict[str, int] | None, float | None]:
+        try:
+            program = lowered.compile()
             stats = program.memory_analysis()
         except GeoraxError:
             raise
@@ -412,18 +444,12 @@ class _Stages:
                 "alias": int(stats.alias_size_in_bytes),
                 "generated_code": int(stats.generated_code_size_in_bytes),
             }
-        try:
-            costs = program.cost_analysis()
-            cost = costs[0] if isinstance(costs, list | tuple) else costs
-            flops = float(cost["flops"]) if cost and "flops" in cost else None
-        except Exception:  # cost analysis is best-effort on some backends
-            flops = None
-        return compiled, flops
+        return compiled, _flops_of(program)
 
     def flops(self, flops: float | None) -> None:
         if self.flop_budget is not None and flops is not None and flops > self.flop_budget:
             raise BudgetExceededError(
-                int(flops), int(self.flop_budget), "flops", f"the compiled program on {self.shown}"
+                int(flops), int(self.flop_budget), "flops", f"the program on {self.shown}"
             )
 
 
@@ -493,7 +519,9 @@ def price(
         )
         if not compile:
             return result
-        compiled, flops = stages.compile(run, arrays, spec, key)
+        lowered = stages.lower(run, arrays, spec, key)
+        stages.flops(_flops_of(lowered))  # a compute bomb never reaches the compiler
+        compiled, flops = stages.compile(lowered)
         result = dataclasses.replace(result, compiled=compiled, flops=flops)
         stages.over(result.peak_bytes, "compiled", f"the compiled program on {shown}")
         stages.flops(flops)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, overload
 
 import jax
@@ -35,7 +35,7 @@ class Sequential(Operator):
 
     operators: tuple[Operator, ...]
 
-    def __init__(self, operators: Sequence[Operator]) -> None:
+    def __init__(self, operators: Iterable[Operator]) -> None:
         self.operators = tuple(operators)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:

@@ -133,7 +133,7 @@ class LoaderError(GeoraxError, RuntimeError):
     bug in an operator, a library error) is wrapped in this, naming the stage, and chained.
 
     Attributes:
-        stage: ``"parse"``, ``"build"``, ``"precheck"``, ``"price"`` or ``"read"``.
+        stage: ``"parse"``, ``"build"``, ``"precheck"``, ``"price"`` or ``"verify"``.
     """
 
     def __init__(self, stage: str, error: BaseException) -> None:

@@ -1,19 +1,25 @@
-"""Guarded YAML parsing: ``yaml.safe_load`` semantics plus hard limits on what a document may cost.
+"""The sandbox's limits, and the guarded YAML parse: what a document may cost, counted in one place.
+
+:class:`Limits` holds every limit of the loader, the pre-check and pricing (nothing else in
+georax hard-codes one). :func:`_measure` is the one place that counts nodes, depth and operators,
+on the composed YAML graph and on plain configs (:func:`measure_config`, run again after
+``${name}`` variables are filled in); :func:`count_application` counts operator applications
+while a pre-check walks a pipeline.
 
 ``yaml.safe_load`` already refuses to build arbitrary Python objects, but it happily parses a
 "billion laughs" document (nine levels of ten aliases each) into a structure whose *expanded* size
 is 10**9 nodes, nests lists until the interpreter's recursion limit breaks, builds recursive lists
 from a self-referencing anchor (``&a [*a]``), and silently keeps the last of two duplicate keys.
 Every one of those becomes a denial of service, or a confusing error, the moment the parsed tree is
-walked. :func:`parse_yaml` composes the document with :class:`yaml.SafeLoader` (so the safe
-constructor, and only it, builds the Python values) but checks, *before* any value is built:
+walked. :func:`parse_yaml` composes the document (libyaml's events when available, composed in
+Python so every node is seen) and checks, *before* any value is built:
 
 - the document size in bytes (before the parser even starts);
-- nesting depth, counted while composing so a deep document fails long before Python's stack does;
-- the number of nodes written and the number of aliases used;
-- the **expanded** node count and depth, i.e. the size the tree has once aliases are followed,
-  computed in linear time on the alias DAG (a billion-laughs document is refused in milliseconds),
-  and alias cycles;
+- nesting depth while composing, so a deep document fails long before Python's stack does;
+- the number of aliases used;
+- the **expanded** node count, depth and operator count, i.e. the size the tree has once aliases
+  are followed, computed in linear time on the alias DAG (a billion-laughs document is refused
+  in milliseconds), and alias cycles;
 - tags: only the plain YAML core types (null, bool, int, float, str, seq, map, merge) are
   accepted, so ``!!python/...``, ``!!binary``, ``!!set``, timestamps written with an explicit tag
   and local tags are refused by name;

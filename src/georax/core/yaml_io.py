@@ -3,12 +3,15 @@
 Loading is always ``yaml.safe_load`` semantics (see :mod:`georax.core.sandbox` for the guarded
 parse), then :func:`~georax.core.config.from_config`. Passing ``allowed=`` switches to the
 sandbox: only those targets, tighter :data:`~georax.core.sandbox.SANDBOX_LIMITS`, and -- with
-``input_spec=`` and ``memory_budget=`` -- a price check of the built pipeline before anyone runs
-it (:mod:`georax.core.budget`)::
+``input_spec=`` -- a pre-check of the built pipeline (no tracing) and, with ``memory_budget=``,
+a price check within a wall-clock limit before anyone runs it (:mod:`georax.core.budget`)::
 
     ALLOWED = gx.registry.public_operators(include_modules=["georax"])
     pipe = gx.loads_yaml(text, allowed=ALLOWED, variables={"qc_policy": "warn"},
-                         input_spec=(4, 512, 512), memory_budget="256MiB")
+                         input_spec=(4, 512, 512), memory_budget="256MiB", flop_budget=1e10)
+
+Each stage (parse, build, pre-check, price) runs through :func:`loader_stage`, so only georax
+errors leave the loader.
 """
 
 from __future__ import annotations
