@@ -57,6 +57,7 @@ from georax.core.errors import (
     GeoraxError,
     LoaderError,
     ShapeError,
+    describe_exception,
     format_bytes,
 )
 from georax.core.operator import Operator, check_static_extents
@@ -322,8 +323,7 @@ def _flops_of(program: Any) -> float | None:
 
 
 def _pricing_failed(spec: str, stage: str, e: BaseException) -> ShapeError:
-    lines = str(e).strip().splitlines()
-    what = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    what = describe_exception(e)
     return ShapeError(f"the pipeline cannot run on input {spec} (stage: {stage}): {what}")
 
 
@@ -393,13 +393,17 @@ class _Stages:
         if self.budget is not None and required > self.budget:
             raise BudgetExceededError(required, self.budget, stage, what)
 
-    def trace(self, run: Any, arrays: Any, spec: Any, key: Any) -> tuple[Any, Any]:
+    def guarded(self, stage: str, fn: Any, *args: Any) -> Any:
+        """Run one step of pricing; a non-georax error means the pipeline cannot run here."""
         try:
-            return jax.make_jaxpr(run, return_shape=True)(arrays, spec, key)
+            return fn(*args)
         except GeoraxError:
             raise
         except Exception as e:
-            raise _pricing_failed(self.shown, "trace", e) from e
+            raise _pricing_failed(self.shown, stage, e) from e
+
+    def trace(self, run: Any, arrays: Any, spec: Any, key: Any) -> tuple[Any, Any]:
+        return self.guarded("trace", jax.make_jaxpr(run, return_shape=True), arrays, spec, key)
 
     def program(self, stats: _ProgramStats, base: int) -> None:
         if stats.operations > self.limits.max_trace_steps:
@@ -420,21 +424,11 @@ class _Stages:
         self.over(base + stats.constants, "constants", "input + params + baked-in constants")
 
     def lower(self, run: Any, arrays: Any, spec: Any, key: Any) -> Any:
-        try:
-            return jax.jit(run).lower(arrays, spec, key)
-        except GeoraxError:
-            raise
-        except Exception as e:
-            raise _pricing_failed(self.shown, "lower", e) from e
+        return self.guarded("lower", jax.jit(run).lower, arrays, spec, key)
 
     def compile(self, lowered: Any) -> tuple[dict[str, int] | None, float | None]:
-        try:
-            program = lowered.compile()
-            stats = program.memory_analysis()
-        except GeoraxError:
-            raise
-        except Exception as e:
-            raise _pricing_failed(self.shown, "compile", e) from e
+        program = self.guarded("compile", lowered.compile)
+        stats = self.guarded("compile", program.memory_analysis)
         compiled = None
         if stats is not None:
             compiled = {

@@ -138,9 +138,24 @@ class LoaderError(GeoraxError, RuntimeError):
 
     def __init__(self, stage: str, error: BaseException) -> None:
         self.stage = stage
-        lines = str(error).strip().splitlines()
-        text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+        text = describe_exception(error)
         super().__init__(f"unexpected error while loading (stage: {stage}): {text}")
+
+
+def describe_exception(error: BaseException) -> str:
+    """``"TypeName: first line of the message"``, or the type name alone for an empty message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def short_repr(value: Any, n: int = 80) -> Any:
+    """``value`` itself when its repr is short, else its repr cut to ``n`` characters.
+
+    What error messages show of an offending value: a hostile document can put a megabyte in
+    one field, and the message must stay readable.
+    """
+    text = repr(value)
+    return value if len(text) <= n else text[: n - 3] + "..."
 
 
 def format_bytes(n: int) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 
 from georax.core.combinators import split_keys
-from georax.core.errors import ConfigError, GraphError
+from georax.core.errors import ConfigError, GraphError, short_repr
 from georax.core.operator import Input, Node, Operator, static
 from georax.core.sandbox import Limits
 from georax.core.summary import Summary, describe
@@ -121,9 +121,7 @@ def _is_ref(v: Any) -> bool:
 
 
 def _wiring_error(field: str, value: Any, problem: str) -> ConfigError:
-    text = repr(value)
-    shown = value if len(text) <= 80 else text[:77] + "..."
-    return ConfigError("Graph", field, shown, problem)
+    return ConfigError("Graph", field, short_repr(value), problem)
 
 
 def _parse_inputs(inputs: Any) -> tuple[str, ...]:

@@ -50,6 +50,8 @@ from georax.core.errors import (
     GeoraxError,
     GraphError,
     MissingKeyError,
+    describe_exception,
+    short_repr,
 )
 from georax.core.sandbox import Limits, count_application
 from georax.core.typecheck import (
@@ -358,15 +360,9 @@ def _named_converter(name: str, convert: Callable[[Any], Any]) -> Callable[[Any]
 
 
 def _problem(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    if isinstance(e, TypeError) and lines and lines[0].startswith("is an array parameter"):
-        return lines[0]
-    return f"cannot be converted: {type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-
-
-def _short(value: Any, n: int = 80) -> Any:
-    text = repr(value)
-    return value if len(text) <= n else text[: n - 3] + "..."
+    if isinstance(e, TypeError) and str(e).startswith("is an array parameter"):
+        return str(e).splitlines()[0]
+    return f"cannot be converted: {describe_exception(e)}"
 
 
 class _OperatorMeta(type(eqx.Module)):  # type: ignore[misc]
@@ -402,12 +398,15 @@ class _OperatorMeta(type(eqx.Module)):  # type: ignore[misc]
         except GeoraxError:
             raise
         except _ConversionError as e:
-            raise ConfigError(cls.__name__, e.field, _short(e.value), e.problem) from e.__cause__
-        except Exception as e:
-            lines = str(e).strip().splitlines()
-            problem = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
             raise ConfigError(
-                cls.__name__, None, _short(kwargs or args), f"construction failed: {problem}"
+                cls.__name__, e.field, short_repr(e.value), e.problem
+            ) from e.__cause__
+        except Exception as e:
+            raise ConfigError(
+                cls.__name__,
+                None,
+                short_repr(kwargs or args),
+                f"construction failed: {describe_exception(e)}",
             ) from e
         finally:
             _TYPED.reset(token)
@@ -524,7 +523,7 @@ class Operator(eqx.Module, metaclass=_OperatorMeta):
     def fail(self, field: str | None, problem: str) -> NoReturn:
         """Raise a :class:`ConfigError` naming ``field``; call it from ``__check_init__``."""
         value = getattr(self, field) if field else None
-        raise ConfigError(type(self).__name__, field, _short(value), problem)
+        raise ConfigError(type(self).__name__, field, short_repr(value), problem)
 
     def config_fields(self) -> dict[str, Any]:
         """The operator's config: ``{field name: value}`` for every non-derived init field."""

@@ -40,7 +40,7 @@ from beartype import BeartypeConf, FrozenDict
 from beartype.door import is_bearable
 from beartype.vale import Is
 
-from georax.core.errors import ConfigError
+from georax.core.errors import ConfigError, short_repr
 
 __all__ = [
     "DERIVED",
@@ -111,11 +111,6 @@ def describe_hint(hint: Any) -> str:
     if isinstance(hint, type) and not typing.get_args(hint):
         return hint.__qualname__
     return str(hint).replace("typing.", "").replace("collections.abc.", "")
-
-
-def _short(value: Any, n: int = 80) -> Any:
-    text = repr(value)
-    return value if len(text) <= n else text[: n - 3] + "..."
 
 
 def _has_numpy(value: Any) -> bool:
@@ -190,7 +185,7 @@ def _refuse(owner: str, field: str, value: Any, hint: Any, path: str = "") -> Co
     return ConfigError(
         owner,
         field,
-        _short(value),
+        short_repr(value),
         f"{where}has the wrong type: expected {describe_hint(hint)}, got {type(value).__name__}",
     )
 

@@ -31,6 +31,7 @@ from georax.core.errors import (
     ConfigError,
     SerializationError,
     UntrustedTargetError,
+    short_repr,
 )
 from georax.core.operator import Operator, config_field_names
 from georax.core.sandbox import (
@@ -52,11 +53,6 @@ ParamFactory = Callable[[str, tuple[int, ...], np.dtype], Any]
 
 class ParamsRequiredError(SerializationError):
     """The config refers to arrays stored in a params file; load it with :func:`georax.load`."""
-
-
-def _short(value: Any, n: int = 80) -> Any:
-    text = repr(value)
-    return value if len(text) <= n else text[: n - 3] + "..."
 
 
 def _numeric(v: Any) -> bool:
@@ -82,7 +78,7 @@ class _Builder:
         if not isinstance(target, str):
             raise SerializationError(
                 f"{path}: _target_ must be a string naming a registered operator, "
-                f"got {type(target).__name__} {_short(target)!r}"
+                f"got {type(target).__name__} {short_repr(target)!r}"
             )
         if registry.canonical(target) in registry.abstract_operators():
             registry.lookup(target)  # raises AbstractTargetError naming the concrete subclasses
@@ -111,7 +107,7 @@ class _Builder:
         if not isinstance(cfg, Mapping):
             raise SerializationError(
                 f"{where}: expected an operator mapping with _target_, got "
-                f"{type(cfg).__name__} {_short(cfg)!r}"
+                f"{type(cfg).__name__} {short_repr(cfg)!r}"
             )
         if TARGET not in cfg:
             raise SerializationError(f"{where}: operator mapping has no _target_ key")
@@ -134,7 +130,10 @@ class _Builder:
         for key in cfg:
             if key != TARGET and (not isinstance(key, str) or key not in names):
                 raise ConfigError(
-                    name, str(key), _short(cfg[key]), f"unknown field; {name} accepts {list(names)}"
+                    name,
+                    str(key),
+                    short_repr(cfg[key]),
+                    f"unknown field; {name} accepts {list(names)}",
                 )
         try:
             params = inspect.signature(cls).parameters
@@ -165,7 +164,7 @@ class _Builder:
         raise ConfigError(
             owner,
             field,
-            _short(v),
+            short_repr(v),
             f"unsupported value type {type(v).__name__} at {path} (config holds only "
             "str/int/float/bool/None, lists and mappings)",
         )
@@ -174,12 +173,12 @@ class _Builder:
         out = {}
         for k, x in v.items():
             if not isinstance(k, str):
-                raise ConfigError(owner, field, _short(v), f"mapping key {k!r} is not a string")
+                raise ConfigError(owner, field, short_repr(v), f"mapping key {k!r} is not a string")
             if len(k) > 1 and k.startswith("_") and k.endswith("_"):
                 raise ConfigError(
                     owner,
                     field,
-                    _short(v),
+                    short_repr(v),
                     f"unknown reserved key {k!r} (reserved keys: {', '.join(RESERVED_KEYS)})",
                 )
             out[k] = self.value(x, f"{path}.{k}", owner=owner, field=field)
@@ -191,16 +190,18 @@ class _Builder:
         keys = {kind, "shape", "dtype"}
         if set(spec) != keys:
             raise ConfigError(
-                owner, field, _short(spec), f"{kind} needs exactly the keys {sorted(keys)}"
+                owner, field, short_repr(spec), f"{kind} needs exactly the keys {sorted(keys)}"
             )
         dtype, shape = spec["dtype"], spec["shape"]
         if not isinstance(dtype, str) or dtype not in DTYPES:
-            raise ConfigError(owner, field, _short(dtype), f"dtype must be one of {sorted(DTYPES)}")
+            raise ConfigError(
+                owner, field, short_repr(dtype), f"dtype must be one of {sorted(DTYPES)}"
+            )
         if not isinstance(shape, list | tuple) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             raise ConfigError(
-                owner, field, _short(shape), "shape must be a list of non-negative ints"
+                owner, field, short_repr(shape), "shape must be a list of non-negative ints"
             )
         if len(shape) > self.limits.max_array_dims:
             raise SandboxLimitError(
@@ -217,16 +218,16 @@ class _Builder:
         shape, dtype = self.shape_dtype(spec, ARRAY, path, owner, field)
         values = spec[ARRAY]
         if not _numeric(values):
-            raise ConfigError(owner, field, _short(values), "_array_ must hold numbers")
+            raise ConfigError(owner, field, short_repr(values), "_array_ must hold numbers")
         try:
             arr = np.asarray(values, dtype=jnp.dtype(dtype))
         except (ValueError, TypeError, OverflowError) as e:
             raise ConfigError(
-                owner, field, _short(values), f"not a valid {dtype} array: {e}"
+                owner, field, short_repr(values), f"not a valid {dtype} array: {e}"
             ) from None
         if arr.size != math.prod(shape):
             raise ConfigError(
-                owner, field, _short(values), f"has {arr.size} values but shape {list(shape)}"
+                owner, field, short_repr(values), f"has {arr.size} values but shape {list(shape)}"
             )
         arr = arr.reshape(shape)
         if arr.dtype.itemsize == 8 and not jax.config.jax_enable_x64:
