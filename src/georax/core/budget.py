@@ -275,10 +275,9 @@ def _program_stats(closed: Any) -> _ProgramStats:
             continue
         seen.add(id(item))
         if isinstance(item, jex.ClosedJaxpr):
-            constants += sum(_tree_bytes(c) for c in item.consts)
-            stack.append(item.jaxpr)
+            stack.append(item.jaxpr)  # its consts are the jaxpr's constvars, counted there
             continue
-        for var in item.constvars:  # constants hoisted into a jaxpr's constvars
+        for var in item.constvars:  # constants closed over by this (sub-)program
             aval = getattr(var, "aval", None)
             if hasattr(aval, "shape"):
                 constants += _nbytes(tuple(aval.shape), aval.dtype)
