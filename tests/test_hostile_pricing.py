@@ -71,6 +71,14 @@ def test_static_sizes_are_bounded_before_anything_is_traced(patient_sandbox: Lim
     assert tops.TRACED and set(tops.TRACED) == {"PadBy"}
 
 
+def test_sizes_are_bounded_before_a_hand_written_init_allocates() -> None:
+    # Lut's __init__ builds an n-entry table before any __check_init__ could refuse n.
+    with pytest.raises(BudgetExceededError) as e:
+        loads_yaml("{_target_: config_test_ops.Lut, n: 1000000000}", allowed=ALLOWED)
+    assert e.value.stage == "precheck" and "Lut.n=1000000000" in str(e.value)
+    assert loads_yaml("{_target_: config_test_ops.Lut, n: 8}", allowed=ALLOWED).table.shape == (8,)
+
+
 def test_a_hard_wall_clock_limit_interrupts_tracing() -> None:
     limits = Limits(max_seconds=0.5)
     pipe = tops.SpinAtTrace(turns=10**12)  # an unbounded int: only the clock stops it

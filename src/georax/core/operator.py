@@ -64,6 +64,8 @@ from georax.core.typecheck import (
 
 __all__ = [
     "GetItem",
+    "check_extent_values",
+    "check_static_extents",
     "Input",
     "Node",
     "Operator",
@@ -267,19 +269,33 @@ def check_static_extents(op: Operator, limits: Limits) -> None:
     **Raises:** :class:`~georax.errors.BudgetExceededError` (``stage="precheck"``) naming the
     operator and field.
     """
-    hints = field_hints(type(op))
-    for f in dataclasses.fields(op):
+    check_extent_values(type(op), op.config_fields(), limits, op.display_name)
+
+
+def check_extent_values(
+    cls: type[Operator], values: Mapping[str, Any], limits: Limits, name: str | None = None
+) -> None:
+    """:func:`check_static_extents` on field values before ``cls`` is built from them.
+
+    The sandboxed loader runs it on a document's values before calling the class, because a
+    hand-written ``__init__`` may allocate from a size (a LUT of ``n`` entries) before any
+    ``__check_init__`` or pre-check could refuse it.
+    """
+    hints = field_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in values or f.name not in hints:
+            continue
         if not f.metadata.get("static") or f.metadata.get(UNBOUNDED):
             continue
-        if f.name not in hints or not _int_hint(hints[f.name]):
+        if not _int_hint(hints[f.name]):
             continue
-        for v in _ints(getattr(op, f.name)):
+        for v in _ints(values[f.name]):
             if abs(v) > limits.max_extent:
                 raise BudgetExceededError(
                     abs(v),
                     limits.max_extent,
                     "precheck",
-                    f"{op.display_name}.{f.name}={v} (bounded by Limits.max_extent)",
+                    f"{name or cls.__name__}.{f.name}={v} (bounded by Limits.max_extent)",
                     unit="pixels",
                 )
 

@@ -8,7 +8,9 @@ tuples, ``_array_`` mappings to arrays, ``_param_`` placeholders through a facto
 check a Python caller meets, so nothing about types lives here.
 
 The steps, in order: measure the config, check and fill the ``${name}`` variables, measure the
-filled config again (a variable holding a list can multiply its size), build.
+filled config again (a variable holding a list can multiply its size), build. Sandboxed (with
+``allowed=``), static int sizes are also bounded by ``Limits.max_extent`` before each class is
+called, since a hand-written ``__init__`` may allocate from them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from georax.core.errors import (
     UntrustedTargetError,
     short_repr,
 )
-from georax.core.operator import Operator, config_field_names
+from georax.core.operator import Operator, check_extent_values, config_field_names
 from georax.core.sandbox import (
     ARRAY,
     DEFAULT_LIMITS,
@@ -118,6 +120,8 @@ class _Builder:
             for key, raw in cfg.items()
             if key != TARGET
         }
+        if self.allowed is not None:  # sandboxed: sizes are bounded before __init__ can allocate
+            check_extent_values(cls, kwargs, self.limits)
         try:
             return cls(**kwargs)
         except ConfigError as e:
