@@ -15,7 +15,8 @@ from typing import Any, Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+import numpy as np
+from jaxtyping import Array, Float, Shaped
 
 from georax.core import Operator, as_tuple, derived, leaf, map_values, static
 
@@ -98,9 +99,9 @@ class Lut(Operator):
 
 
 class Kernel(Operator):
-    """Per-band affine correction with a ``(size,)`` weight vector (large when size is)."""
+    """Scale by the mean of ``weights``: an array of any dtype and shape (large when it is)."""
 
-    weights: Float[Array, " size"] = leaf(default_factory=lambda: jnp.ones(4))
+    weights: Shaped[Array, "*dims"] = leaf(default_factory=lambda: jnp.ones(4))
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         return map_values(lambda v: v * jnp.mean(self.weights), x)
@@ -214,3 +215,83 @@ class HostCallback(Operator):
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Hostile-input helpers: operators whose cost at trace time grows with a config value
+# ----------------------------------------------------------------------------------------------
+TRACED: list[str] = []  # appended to when one of the operators below is traced
+
+
+class PadBy(Operator):
+    """Pad the last axis by ``size`` (a bounded static int: the generic pre-check limits it)."""
+
+    size: int = static(1)
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        TRACED.append("PadBy")
+        return map_values(lambda v: jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, self.size)]), x)
+
+
+class SpinAtTrace(Operator):
+    """Spin ``turns`` times in Python at trace time: an int that sizes no array (unbounded)."""
+
+    turns: int = static(1, bounded=False)
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        TRACED.append("SpinAtTrace")
+        count = 0
+        for _ in range(self.turns):
+            count += 1
+        return x + float(count > 0)
+
+
+class UnrollAtTrace(Operator):
+    """Unroll ``steps`` additions into the traced program (its size grows with the config)."""
+
+    steps: int = static(1)
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        for _ in range(self.steps):
+            x = x + 1.0
+        return x
+
+
+class BakedTable(Operator):
+    """Add the sum of an ``(n, n)`` host table built at trace time: a constant in the program."""
+
+    n: int = static(4)
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        table = jnp.asarray(np.arange(self.n * self.n, dtype=np.float32).reshape(self.n, self.n))
+        return map_values(lambda v: v + table[0, 0] + table[-1, -1], x)
+
+
+class Silent(Operator):
+    """Fails at trace time with an exception that has no message."""
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        raise ValueError()
+
+
+class BrokenPrecheck(Operator):
+    """A pre-check with a bug (a bare KeyError)."""
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return x
+
+    def precheck(self, shape: tuple[int, ...], limits: Any) -> tuple[int, ...]:
+        return {}["missing"]
+
+
+class Positive(Operator):
+    """Multiply by ``weights``, which must all be > 0 (a semantic check on a large leaf)."""
+
+    weights: Float[Array, " n"] = leaf(default_factory=lambda: jnp.ones(4))
+
+    def __check_init__(self) -> None:
+        if not bool(np.all(np.asarray(self.weights) > 0)):
+            self.fail("weights", "must all be > 0")
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return map_values(lambda v: v * jnp.mean(self.weights), x)

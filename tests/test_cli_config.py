@@ -17,6 +17,7 @@ from georax.core.hashing import config_hash, params_hash, pipeline_digest
 from georax.core.params import save
 from georax.core.yaml_io import dumps_yaml
 
+TESTS = Path(__file__).parent  # the checkout under test: its tests and its src
 PIPE = gx.Sequential([tops.Scale(band=1, gain=0.5), tops.Clip(lo=0.0, hi=1.0)])
 
 
@@ -123,7 +124,7 @@ def test_console_script_hash(pipeline_yaml: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent / "src")])},
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == config_hash(PIPE)

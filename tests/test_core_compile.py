@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import chex
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 
 import georax as gx
 
-from _core_ops import TRACES, Add, Gain, Power
+from _core_ops import TRACES, Add, AddNoise, Gain, Power
 
 
 def _pipeline(key: jax.Array) -> gx.Sequential:
@@ -20,11 +21,42 @@ def _pipeline(key: jax.Array) -> gx.Sequential:
     return gx.Sequential([Gain(1.5, 0.1), Power(2), gx.ModelOp(model), gx.Identity()])
 
 
-def test_jit_equals_eager() -> None:
+class TestEagerAndJit(chex.TestCase):
+    """The same pipeline, eager and compiled (chex runs each test once per variant)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_sequential_matches_its_reference(self) -> None:
+        pipe = _pipeline(jax.random.key(0))
+        x = jax.random.uniform(jax.random.key(1), (4, 16, 16))
+        model = pipe.operators[2].model
+        expected = model((1.5 * x + 0.1) ** 2)
+        out = self.variant(lambda v: pipe(v))(x)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_graph_matches_its_reference(self) -> None:
+        a, b = gx.Input("a"), gx.Input("b")
+        g = gx.Graph(inputs={"a": a, "b": b}, outputs={"y": Add()(Gain(0.5)(a), Power(3)(b))})
+        xa, xb = jnp.arange(4.0), jnp.linspace(-1.0, 1.0, 4)
+        out = self.variant(lambda u, v: g(a=u, b=v)["y"])(xa, xb)
+        np.testing.assert_allclose(out, 0.5 * xa + xb**3, rtol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_stochastic_children_get_the_same_keys(self) -> None:
+        pipe = gx.Sequential([AddNoise(scale=1.0), AddNoise(scale=2.0)])
+        key = jax.random.key(3)
+        k0, k1 = jax.random.split(key)
+        x = jnp.zeros(16)
+        expected = x + jax.random.normal(k0, (16,)) + 2.0 * jax.random.normal(k1, (16,))
+        out = self.variant(lambda v, k: pipe(v, key=k))(x, key)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_filter_jit_with_the_pipeline_as_argument_equals_eager() -> None:
     pipe = _pipeline(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (4, 16, 16))
-    np.testing.assert_allclose(jax.jit(pipe)(x), pipe(x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(eqx.filter_jit(pipe)(x), pipe(x), rtol=1e-5, atol=1e-6)
+    run = eqx.filter_jit(lambda p, v: p(v))
+    np.testing.assert_allclose(run(pipe, x), pipe(x), rtol=1e-5, atol=1e-6)
 
 
 def test_vmap_equals_python_loop() -> None:

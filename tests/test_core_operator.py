@@ -79,5 +79,15 @@ def test_forbid_in_yaml_flags() -> None:
 
 def test_pure_config_operators_hash_structurally() -> None:
     assert hash(Power(3)) == hash(Power(3)) and hash(Power(3)) != hash(Power(4))
-    op = Gain()
-    assert hash(op) == hash(op)  # array-holding: identity hash, stable for the object
+    assert len({Power(3), Power(3), Power(4)}) == 2
+
+
+def test_array_holding_operators_are_hashable_and_never_confused() -> None:
+    # jax.jit(op) hashes the operator; two operators that differ only in their arrays must not
+    # share a cached program (a structural hash over arrays would either fail or collide).
+    x = jnp.arange(3.0)
+    a, b = Gain(2.0), Gain(5.0)
+    assert isinstance(hash(a), int)
+    np.testing.assert_allclose(jax.jit(a)(x), 2 * x)
+    np.testing.assert_allclose(jax.jit(b)(x), 5 * x)
+    np.testing.assert_allclose(jax.jit(Gain(2.0, 1.0))(x), 2 * x + 1)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +13,13 @@ import rasterio
 
 import georax.data as gd
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = 128
 
 
-def run_example(name: str, out: Path) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name), str(out), "--size", str(SIZE)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+@pytest.fixture
+def run_small(run_example: Callable[..., str]) -> Callable[[str, Path], str]:
+    """Run an example writing to ``out`` on a small scene (``run_example`` is in conftest)."""
+    return lambda name, out: run_example(name, str(out), "--size", str(SIZE))
 
 
 def assert_png(path: Path) -> None:
@@ -35,8 +27,8 @@ def assert_png(path: Path) -> None:
     assert path.stat().st_size > 5_000  # a real figure, not an empty canvas
 
 
-def test_01_notebook_exploration(tmp_path: Path) -> None:
-    stdout = run_example("01_notebook_exploration.py", tmp_path)
+def test_01_notebook_exploration(tmp_path: Path, run_small: Callable[[str, Path], str]) -> None:
+    stdout = run_small("01_notebook_exploration.py", tmp_path)
     assert "taps fired: 3" in stdout  # the taps fired inside jax.jit
     assert "second call (no recompile): taps fired 3 more times" in stdout
     assert_png(tmp_path / "01_notebook_stats.png")
@@ -58,8 +50,8 @@ def test_01_notebook_exploration(tmp_path: Path) -> None:
     assert -1.0 <= ndvi["p2"][0] <= ndvi["p98"][0] <= 1.0
 
 
-def test_11_cross_sensor_fusion(tmp_path: Path) -> None:
-    stdout = run_example("11_cross_sensor_fusion.py", tmp_path)
+def test_11_cross_sensor_fusion(tmp_path: Path, run_small: Callable[[str, Path], str]) -> None:
+    stdout = run_small("11_cross_sensor_fusion.py", tmp_path)
     # Graph.summary printed, with both named outputs
     assert "AlignAndStack -> 'fused_stack'" in stdout
     assert "ModelOp[PixelClassifier] -> 'crop_map'" in stdout

@@ -15,7 +15,14 @@ import yaml
 
 import config_test_ops as tops
 import georax as gx
-from georax.core import ConfigError, GraphError, Operator, SerializationError, UntrustedTargetError
+from georax.core import (
+    AbstractTargetError,
+    ConfigError,
+    GraphError,
+    Operator,
+    SerializationError,
+    UntrustedTargetError,
+)
 from georax.core.budget import BudgetExceededError, check_budget, parse_bytes, price
 from georax.core.config import MissingVariableError, ParamsRequiredError, from_config
 from georax.core.registry import public_operators
@@ -34,6 +41,7 @@ MARKER = Path("/tmp/georax_hostile_marker")
 ERRORS: dict[str, type[Exception]] = {
     e.__name__: e
     for e in (
+        AbstractTargetError,
         UntrustedTargetError,
         UnsafeYAMLError,
         MalformedYAMLError,
@@ -105,7 +113,7 @@ def test_corpus_documents_are_also_refused_by_the_trusted_loader() -> None:
     assert not MARKER.exists()
 
 
-def test_safe_submission_loads_and_runs() -> None:
+def test_safe_submission_loads_and_runs(patient_sandbox: Limits) -> None:
     text = """
 _target_: georax.Sequential
 operators:
@@ -119,6 +127,7 @@ operators:
         variables={"qc_policy": "warn"},
         input_spec=(3, 64, 64),
         memory_budget="16MiB",
+        limits=patient_sandbox,
     )
     x = jnp.linspace(-1.0, 4.0, 3 * 64 * 64).reshape(3, 64, 64)
     np.testing.assert_allclose(pipe(x), jnp.clip(x * 0.5, 0.0, 1.0))
@@ -145,6 +154,7 @@ def test_public_operators_allow_list() -> None:
     assert "config_test_ops.Lut" in fewer
 
 
+@pytest.mark.usefixtures("isolated_registry")
 def test_user_subclasses_register_themselves() -> None:
     class Brighten(Operator):
         amount: float = gx.core.static(0.1)

@@ -30,7 +30,12 @@ from georax.tensor import GeoTensor
 
 __version__ = "0.1.0"
 
+#: The layers whose modules define YAML-loadable operators (see DESIGN.md, Layout): what
+#: ``georax.registry.discover(georax.OPERATOR_PACKAGES)`` imports at a server's start-up.
+OPERATOR_PACKAGES = ("georax.core", "georax.array", "georax.tensor", "georax.patch", "georax.geo")
+
 __all__ = [
+    "OPERATOR_PACKAGES",
     "GeoTensor",
     "Graph",
     "Identity",

@@ -1,16 +1,20 @@
 """Every error type georax raises on purpose, in one place.
 
 The base classes live in :mod:`georax.core.errors`; errors that belong to one subsystem are defined
-next to it and re-exported here so ``except gx.errors.X`` works for all of them.
+next to it and re-exported here so ``except gx.errors.X`` works for all of them. A test walks every
+subclass of :class:`GeoraxError` defined anywhere in georax and requires it here, so a new error
+type cannot be forgotten.
 """
 
 from georax.array.qc import QCError
-from georax.core.budget import BudgetExceededError
 from georax.core.config import MissingVariableError, ParamsRequiredError
 from georax.core.errors import *
 from georax.core.errors import __all__ as _core_errors
 from georax.core.params import ParamsIntegrityError
 from georax.core.sandbox import MalformedYAMLError, SandboxLimitError, UnsafeYAMLError
+from georax.geo._formula import FormulaError
+from georax.geo.indices import MissingDependencyError
+from georax.geo.resample import NoOverlapError
 from georax.io.errors import (
     BandIndexError,
     CorruptRasterError,
@@ -22,16 +26,20 @@ from georax.io.errors import (
     WindowError,
 )
 from georax.tensor.geotensor import GeoTensorRequiredError
+from georax.tensor.grid import MissingGeoreferenceError
 
 __all__ = [
     *_core_errors,
     "BandIndexError",
-    "BudgetExceededError",
     "CRSMismatchError",
     "CorruptRasterError",
+    "FormulaError",
     "GeoTensorRequiredError",
     "MalformedYAMLError",
+    "MissingDependencyError",
+    "MissingGeoreferenceError",
     "MissingVariableError",
+    "NoOverlapError",
     "ParamsIntegrityError",
     "ParamsRequiredError",
     "QCError",

@@ -6,9 +6,14 @@
     georax hash saved_dir/                         # a georax.save directory (verified first)
     georax validate upload.yaml --sandbox --input-shape 4,512,512 --budget 256MiB
 
-Both commands first import georax's operator layers (:func:`georax.core.registry.discover`) so
-every built-in operator is known, plus any ``--import MODULE`` you name (trusted code of yours,
-e.g. a package of custom operators). Names inside the document are never imported.
+Both commands first import georax's operator layers (``georax.OPERATOR_PACKAGES``, through
+:func:`georax.core.registry.discover`) so every built-in operator is known, plus any
+``--import MODULE`` you name (trusted code of yours, e.g. a package of custom operators). Names
+inside the document are never imported.
+
+Files are read as regular files only, capped at the document limit (a FIFO or a symlink to a
+device is refused, never read); ``--sandbox`` applies the sandbox limits to plain documents and
+saved directories alike.
 """
 
 from __future__ import annotations
@@ -19,15 +24,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
+
+import georax
 from georax.core import registry
-from georax.core.budget import format_bytes, parse_bytes, price
-from georax.core.config import TARGET, from_config, to_config
-from georax.core.errors import SerializationError
+from georax.core.budget import format_bytes, parse_bytes, parse_flops, price
+from georax.core.config import TARGET, config_and_params, from_config
+from georax.core.errors import GeoraxError, SerializationError
+from georax.core.files import read_regular_file
 from georax.core.hashing import config_hash, params_hash, pipeline_digest
 from georax.core.operator import Operator
 from georax.core.params import PIPELINE_FILE, load
-from georax.core.sandbox import DEFAULT_LIMITS, SANDBOX_LIMITS, Limits, parse_yaml
-from georax.core.yaml_io import SAVED_FORMAT, loads_yaml
+from georax.core.sandbox import (
+    DEFAULT_LIMITS,
+    SANDBOX_LIMITS,
+    Limits,
+    measure_config,
+    parse_yaml,
+)
+from georax.core.yaml_io import SAVED_FORMAT, loader_stage, loads_yaml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="D0,D1,...",
         help="price the pipeline for an input of this shape (e.g. 4,512,512)",
     )
-    v.add_argument("--dtype", default="float32", help="input dtype for --input-shape")
+    v.add_argument("--dtype", type=_dtype, default="float32", help="input dtype for --input-shape")
     v.add_argument(
         "--budget",
         type=_budget,
@@ -70,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     v.add_argument(
         "--max-flops",
-        type=float,
+        type=_flops,
         metavar="N",
         help="refuse if the compiled program's cost analysis exceeds N FLOPs (e.g. 1e12)",
     )
@@ -110,8 +125,26 @@ def _shape(text: str) -> tuple[int, ...]:
 def _budget(text: str) -> int:
     try:
         return parse_bytes(text)
-    except ValueError as e:
+    except GeoraxError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _flops(text: str) -> float:
+    try:
+        flops = parse_flops(text)
+    except GeoraxError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    assert flops is not None
+    return flops
+
+
+def _dtype(text: str) -> str:
+    try:
+        return jnp.dtype(text).name
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a dtype (e.g. float32, uint16)"
+        ) from None
 
 
 def _variable(text: str) -> tuple[str, Any]:
@@ -119,14 +152,14 @@ def _variable(text: str) -> tuple[str, Any]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
     try:
-        value = parse_yaml(raw, Limits(max_bytes=4096, max_depth=8, max_nodes=256)) if raw else ""
+        value = parse_yaml(raw, SANDBOX_LIMITS) if raw else ""
     except SerializationError as e:
         raise argparse.ArgumentTypeError(f"--var {name}: {e}") from None
     return name, value
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    registry.discover()
+    registry.discover(georax.OPERATOR_PACKAGES)
     for module in args.imports:
         importlib.import_module(module)
 
@@ -135,34 +168,24 @@ def _document_path(path: Path) -> Path:
     return path / PIPELINE_FILE if path.is_dir() else path
 
 
-def _is_saved(path: Path, limits: Limits) -> bool:
-    try:
-        text = _document_path(path).read_bytes()
-    except OSError as e:
-        raise SerializationError(f"cannot read {path}: {e.strerror or e}") from None
-    doc = parse_yaml(text, limits)
-    return isinstance(doc, Mapping) and TARGET not in doc and doc.get("georax") == SAVED_FORMAT
-
-
 def _load(args: argparse.Namespace, allowed: frozenset[str] | None, limits: Limits) -> Operator:
     path: Path = args.pipeline
     variables = dict(args.var)
-    if _is_saved(path, limits):
+    text = read_regular_file(_document_path(path), limits.max_bytes, "pipeline document")
+    doc = loader_stage("parse", parse_yaml, text, limits)
+    if isinstance(doc, Mapping) and TARGET not in doc and doc.get("georax") == SAVED_FORMAT:
         if variables:
             raise SerializationError("--var applies to plain pipeline YAML, not a saved pipeline")
-        # A saved pipeline may carry large weights; its document limits stay the trusted ones
-        # except for the target allow-list.
-        return load(path, allowed=allowed)
-    text = _document_path(path).read_bytes()
+        return load(path, allowed=allowed, limits=limits)
     return loads_yaml(text, allowed=allowed, variables=variables, limits=limits)
 
 
-def _count_operators(cfg: Any) -> int:
-    if isinstance(cfg, Mapping):
-        return int(TARGET in cfg) + sum(_count_operators(v) for v in cfg.values())
-    if isinstance(cfg, list):
-        return sum(_count_operators(v) for v in cfg)
-    return 0
+def _round_trip(op: Operator) -> None:
+    """The pipeline must rebuild from its own config to the same hash (weights included)."""
+    cfg, params = config_and_params(op)
+    again = from_config(cfg, param_factory=lambda key, shape, dtype: params[key])
+    if config_hash(again) != config_hash(op) or params_hash(again) != params_hash(op):
+        raise SerializationError("the pipeline does not round-trip through its config")
 
 
 def run_hash(args: argparse.Namespace) -> int:
@@ -189,21 +212,22 @@ def run_validate(args: argparse.Namespace) -> int:
         allowed = registry.public_operators() | frozenset(args.allow)
         limits = SANDBOX_LIMITS
     op = _load(args, allowed, limits)
-    cfg = to_config(op)
-    again = from_config(cfg)
-    if config_hash(again) != config_hash(op):
-        raise SerializationError("the pipeline does not round-trip through its config")
+    loader_stage("verify", _round_trip, op)
     result = None
     if args.input_shape is not None:
-        result = price(
+        result = loader_stage(
+            "price",
+            price,
             op,
             args.input_shape,
             dtype=args.dtype,
             budget=args.budget,
             flop_budget=args.max_flops,
+            limits=limits,
         )
     mode = "sandboxed" if args.sandbox else "trusted"
-    print(f"ok ({mode}): {op.display_name}, {_count_operators(cfg)} operators")
+    count = measure_config(config_and_params(op)[0], limits).operators
+    print(f"ok ({mode}): {op.display_name}, {count} operators")
     print(f"config_hash  {config_hash(op)}")
     if result is not None:
         print(f"price for {args.dtype}{list(args.input_shape)}:")

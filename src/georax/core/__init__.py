@@ -2,22 +2,37 @@
 
 from georax.core import registry
 from georax.core.carrier import Carrier, map_values, values_of
-from georax.core.combinators import GetItem, Identity, Lambda, Sequential, Tap
+from georax.core.combinators import Identity, Lambda, Sequential, Tap
 from georax.core.errors import (
+    AbstractTargetError,
+    BudgetExceededError,
     ConfigError,
     DataError,
     GeoraxError,
     GraphError,
+    LoaderError,
     MissingKeyError,
+    PricingTimeoutError,
     SerializationError,
     ShapeError,
     UntrustedTargetError,
 )
 from georax.core.graph import Graph
 from georax.core.model import ModelOp
-from georax.core.operator import Input, Node, Operator, as_tuple, derived, leaf, static
+from georax.core.operator import (
+    GetItem,
+    Input,
+    Node,
+    Operator,
+    as_tuple,
+    derived,
+    leaf,
+    static,
+)
 
 __all__ = [
+    "AbstractTargetError",
+    "BudgetExceededError",
     "Carrier",
     "ConfigError",
     "DataError",
@@ -28,10 +43,12 @@ __all__ = [
     "Identity",
     "Input",
     "Lambda",
+    "LoaderError",
     "MissingKeyError",
     "ModelOp",
     "Node",
     "Operator",
+    "PricingTimeoutError",
     "SerializationError",
     "Sequential",
     "ShapeError",

@@ -1,15 +1,17 @@
-"""Combinators: Sequential, Identity, Lambda, Tap, GetItem."""
+"""Combinators: Sequential, Identity, Lambda, Tap (and GetItem, defined next to graph nodes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, overload
 
 import jax
 
-from georax.core.errors import ConfigError
-from georax.core.operator import Operator, static
+from georax.core.operator import GetItem, Operator, static
+from georax.core.sandbox import Limits
 from georax.core.summary import Summary, describe
+
+__all__ = ["GetItem", "Identity", "Lambda", "Sequential", "Tap", "split_keys"]
 
 
 def split_keys(key: jax.Array | None, n: int) -> list[jax.Array | None]:
@@ -33,22 +35,19 @@ class Sequential(Operator):
 
     operators: tuple[Operator, ...]
 
-    def __init__(self, operators: Sequence[Operator]) -> None:
-        operators = tuple(operators)
-        for i, op in enumerate(operators):
-            if not isinstance(op, Operator):
-                raise ConfigError(
-                    "Sequential",
-                    f"operators[{i}]",
-                    op,
-                    "is not a georax Operator (wrap plain functions in gx.Lambda)",
-                )
-        self.operators = operators
+    def __init__(self, operators: Iterable[Operator]) -> None:
+        self.operators = tuple(operators)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         for op, k in zip(self.operators, split_keys(key, len(self.operators)), strict=True):
             x = op(x, key=k)
         return x
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """Pre-check each step on the bound its predecessor returns."""
+        for op in self.operators:
+            shape = op.precheck(shape, limits)
+        return shape
 
     def __len__(self) -> int:
         return len(self.operators)
@@ -109,12 +108,14 @@ class Lambda(Operator):
     fn: Callable[[Any], Any] = static()
     name: str = static(default="lambda")
 
-    def __check_init__(self) -> None:
-        if not callable(self.fn):
-            self.fail("fn", "is not callable")
-
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         return self.fn(x)
+
+    def yaml_write_refusal(self) -> str | None:
+        return (
+            f"it holds a Python function ({_callable_name(self.fn)}), which YAML cannot "
+            "represent (forbid_in_yaml); replace it with a registered Operator subclass"
+        )
 
     @property
     def display_name(self) -> str:
@@ -139,19 +140,16 @@ class Tap(Operator):
     fn: Callable[[Any], Any] = static()
     ordered: bool = static(default=True)
 
-    def __check_init__(self) -> None:
-        if not callable(self.fn):
-            self.fail("fn", "is not callable")
-
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         jax.debug.callback(self.fn, x, ordered=self.ordered)
         return x
 
+    def yaml_write_refusal(self) -> str | None:
+        return (
+            f"it runs a host callback ({_callable_name(self.fn)}), which YAML cannot "
+            "represent (forbid_in_yaml); replace it with a registered Operator subclass"
+        )
 
-class GetItem(Operator):
-    """Select ``x[item]``: one named output of a Graph or one element of a tuple output."""
 
-    item: str | int = static()
-
-    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        return x[self.item]
+def _callable_name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", type(fn).__name__)

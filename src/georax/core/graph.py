@@ -14,14 +14,16 @@ once per call however many consumers it has.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 
 from georax.core.combinators import split_keys
-from georax.core.errors import GraphError
+from georax.core.errors import ConfigError, GraphError, short_repr
 from georax.core.operator import Input, Node, Operator, static
+from georax.core.sandbox import Limits
 from georax.core.summary import Summary, describe
 
 # A reference to a value inside the graph: an input name (str) or the index of an earlier node.
@@ -110,13 +112,90 @@ def _trace_nodes(
     return tuple(operators), specs, tuple(outs)
 
 
+def _is_index(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_ref(v: Any) -> bool:
+    return isinstance(v, str) or _is_index(v)
+
+
+def _wiring_error(field: str, value: Any, problem: str) -> ConfigError:
+    return ConfigError("Graph", field, short_repr(value), problem)
+
+
+def _parse_inputs(inputs: Any) -> tuple[str, ...]:
+    if isinstance(inputs, str | bytes) or not isinstance(inputs, Sequence | Mapping):
+        raise _wiring_error("inputs", inputs, "must be a list of input names")
+    names = tuple(inputs)
+    if not all(isinstance(n, str) and n.isidentifier() for n in names):
+        raise _wiring_error("inputs", inputs, "input names must be Python identifiers")
+    if len(set(names)) != len(names):
+        raise GraphError(f"duplicate input names in {list(names)}")
+    return names
+
+
+def _parse_outputs(outputs: Any) -> tuple[tuple[str, int], ...]:
+    if isinstance(outputs, Mapping):
+        items = list(outputs.items())
+    elif isinstance(outputs, Sequence) and not isinstance(outputs, str | bytes):
+        items = list(outputs)
+        if not all(
+            isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 for p in items
+        ):
+            raise _wiring_error("outputs", outputs, "must map output names to node indices")
+    else:
+        raise _wiring_error("outputs", outputs, "must map output names to node indices")
+    if not items:
+        raise GraphError("a Graph needs at least one output")
+    for name, index in items:
+        if not isinstance(name, str) or not _is_index(index):
+            raise _wiring_error(
+                "outputs", outputs, f"output {name!r}: names are strings, node indices are ints"
+            )
+    names = [name for name, _ in items]
+    if len(set(names)) != len(names):
+        raise GraphError(f"duplicate output names in {names}")
+    return tuple((name, index) for name, index in items)
+
+
+def _parse_nodes(nodes: Any) -> tuple[NodeSpec, ...]:
+    if isinstance(nodes, str | bytes) or not isinstance(nodes, Sequence):
+        raise _wiring_error("nodes", nodes, "must be a list of [operator, args, kwargs] entries")
+    specs = []
+    for i, node in enumerate(nodes):
+        if isinstance(node, str | bytes) or not isinstance(node, Sequence) or len(node) != 3:
+            raise _wiring_error("nodes", node, f"node {i} must be [operator, args, kwargs]")
+        op, args, kwargs = node
+        if not _is_index(op):
+            raise _wiring_error("nodes", node, f"node {i}: the operator index must be an int")
+        if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+            raise _wiring_error("nodes", node, f"node {i}: args must be a list of references")
+        pairs = list(kwargs.items()) if isinstance(kwargs, Mapping) else kwargs
+        if isinstance(pairs, str | bytes) or not isinstance(pairs, Sequence):
+            raise _wiring_error("nodes", node, f"node {i}: kwargs must map names to references")
+        if not all(
+            isinstance(p, Sequence) and len(p) == 2 and isinstance(p[0], str) for p in pairs
+        ):
+            raise _wiring_error("nodes", node, f"node {i}: kwargs must map names to references")
+        refs = (*args, *(r for _, r in pairs))
+        if not all(_is_ref(r) for r in refs):
+            raise _wiring_error(
+                "nodes",
+                node,
+                f"node {i}: a reference is an input name (str) or an earlier node index (int)",
+            )
+        specs.append((op, tuple(args), tuple((k, r) for k, r in pairs)))
+    return tuple(specs)
+
+
 def _check_wiring(
     inputs: tuple[str, ...],
     operators: tuple[Operator, ...],
     nodes: tuple[NodeSpec, ...],
     outputs: tuple[tuple[str, int], ...],
 ) -> None:
-    """Validate serialised wiring (the form loaded from YAML)."""
+    """Validate serialised wiring (the form loaded from YAML), already well-typed."""
     used: set[str] = set()
     for i, (op_i, args, kwargs) in enumerate(nodes):
         if not 0 <= op_i < len(operators):
@@ -137,6 +216,17 @@ def _check_wiring(
     unused = [name for name in inputs if name not in used]
     if unused:
         raise GraphError(f"declared input(s) {unused} are not used by any output")
+
+
+def _bound(shapes: list[Any]) -> Any:
+    """One upper bound for the shapes of a node's arguments (elementwise max when they agree)."""
+    tuples = [s for s in shapes if isinstance(s, tuple)]
+    if not tuples:
+        return shapes[0] if shapes else ()
+    ranks = {len(s) for s in tuples}
+    if len(ranks) == 1:
+        return tuple(max(dims) for dims in zip(*tuples, strict=True))
+    return max(tuples, key=math.prod)
 
 
 class Graph(Operator):
@@ -175,18 +265,11 @@ class Graph(Operator):
             ops, specs, outs = _trace_nodes(inputs, outputs)  # type: ignore[arg-type]
             self.inputs = tuple(inputs)
         else:
-            ops = tuple(operators)
-            specs = tuple(
-                (int(op), tuple(args), tuple((str(k), v) for k, v in dict(kw).items()))
-                for op, args, kw in (nodes or ())
-            )
-            items = outputs.items() if isinstance(outputs, Mapping) else outputs
-            outs = tuple((str(k), int(v)) for k, v in items)  # type: ignore[arg-type]
-            self.inputs = tuple(inputs)
+            ops = tuple(operators)  # typed Sequence[Operator]: checked before __init__ runs
+            self.inputs = _parse_inputs(inputs)
+            specs = _parse_nodes(() if nodes is None else nodes)
+            outs = _parse_outputs(outputs)
             _check_wiring(self.inputs, ops, specs, outs)
-        for i, op in enumerate(ops):
-            if not isinstance(op, Operator):
-                raise GraphError(f"operators[{i}] is not a georax Operator: {op!r}")
         self.operators = ops
         self.nodes = specs
         self.outputs = outs
@@ -209,6 +292,30 @@ class Graph(Operator):
             op = self.operators[op_i]
             results.append(op(*(get(a) for a in args), **{n: get(r) for n, r in kwargs}, key=k))
         return results
+
+    def precheck(self, shape: Any, limits: Limits) -> dict[str, Any]:
+        """Pre-check every node, in order: an operator used at several nodes counts at each.
+
+        **Arguments:**
+
+        - `shape`: one input's shape bound (single-input graphs) or ``{input name: shape}``.
+        - `limits`: the loader's limits.
+
+        **Returns:** ``{output name: shape bound}``.
+        """
+        if isinstance(shape, Mapping):
+            values: dict[str, Any] = dict(shape)
+        else:
+            values = {name: shape for name in self.inputs}
+        results: list[Any] = []
+
+        def get(r: Ref) -> Any:
+            return values.get(r, ()) if isinstance(r, str) else results[r]
+
+        for op_i, args, kwargs in self.nodes:
+            bound = _bound([get(r) for r in (*args, *(v for _, v in kwargs))])
+            results.append(self.operators[op_i].precheck(bound, limits))
+        return {name: results[j] for name, j in self.outputs}
 
     def __call__(self, *args: Any, key: jax.Array | None = None, **inputs: Any) -> dict[str, Any]:
         if args:

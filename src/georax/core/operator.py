@@ -4,40 +4,108 @@ An operator is an :class:`equinox.Module`, hence a pytree: array fields are leav
 differentiable, changing them does not recompile) and fields declared with :func:`static` are part
 of the tree structure (config: written to YAML, hashed, changing one recompiles). See DESIGN.md,
 principles 1-2 and "The Operator contract".
+
+The contract is enforced by the metaclass, once, for every subclass:
+
+- **abstract or concrete, decided when the class is complete**: a class with abstract methods
+  (``Operator.__call__`` itself is abstract), ``eqx.AbstractVar`` or ``eqx.AbstractClassVar`` is
+  never registered and never loadable; a concrete class is registered under its import path.
+  (``__init_subclass__`` runs before ``ABCMeta`` computes ``__abstractmethods__``, so this cannot
+  be decided there.)
+- **one type check**: after ``__init__`` and the field converters, every config field is checked
+  against its annotation (:mod:`georax.core.typecheck`), before the class's own
+  ``__check_init__`` (semantic checks) runs. A converter that fails, or any non-georax exception
+  while constructing, becomes a :class:`~georax.errors.ConfigError` naming the operator (and the
+  field, for converters).
+- **calls**: ``__call__`` builds a graph node when given nodes, refuses a missing ``key=`` for
+  stochastic operators, and runs under ``jax.named_scope(display_name)`` so profiles and HLO show
+  the pipeline.
+- **pre-checks**: every ``precheck`` override is counted as one operator application against
+  ``Limits.max_operators`` and preceded by the generic bound on static ``int`` fields
+  (``Limits.max_extent``).
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, NoReturn
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from georax.core.errors import ConfigError, GraphError, MissingKeyError
-from georax.core.registry import register
+from georax.core import registry
+from georax.core.errors import (
+    BudgetExceededError,
+    ConfigError,
+    GeoraxError,
+    GraphError,
+    MissingKeyError,
+    describe_exception,
+    short_repr,
+)
+from georax.core.sandbox import Limits, count_application
+from georax.core.typecheck import (
+    DERIVED,
+    check_arguments,
+    check_fields,
+    config_field_names,
+    field_hints,
+)
 
-if TYPE_CHECKING:
-    from georax.core.sandbox import Limits
+__all__ = [
+    "GetItem",
+    "check_extent_values",
+    "check_static_extents",
+    "Input",
+    "Node",
+    "Operator",
+    "as_tuple",
+    "config_field_names",
+    "derived",
+    "leaf",
+    "semantic_checks_suspended",
+    "static",
+]
 
-_DERIVED = "georax_derived"
+#: Metadata key of fields declared with :func:`leaf` (written bare in YAML when possible).
+LEAF = "georax_leaf"
+#: Metadata key of static ``int`` fields exempt from the ``Limits.max_extent`` bound.
+UNBOUNDED = "georax_unbounded"
+_WRAPPED = "__georax_wrapped__"
 
 
 # --------------------------------------------------------------------------------------
 # Field helpers
 # --------------------------------------------------------------------------------------
-def static(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+def static(default: Any = dataclasses.MISSING, *, bounded: bool = True, **kwargs: Any) -> Any:
     """Declare a static (config) field: part of the tree structure, written to YAML, hashed.
 
     Use for structural settings: band indices, window sizes, modes, shapes. Changing one
     recompiles a jitted pipeline.
+
+    **Arguments:**
+
+    - `default`: the default value.
+    - `bounded`: ``int`` values of this field (sizes, windows, counts, indices) are bounded in
+      absolute value by ``Limits.max_extent`` when a pipeline is pre-checked, because such
+      values size what tracing allocates or unrolls. Pass ``False`` for an int that sizes
+      nothing (a label, a seed).
+    - `**kwargs`: passed to :func:`equinox.field` (``converter=``, ``default_factory=``...).
     """
-    return eqx.field(static=True, default=default, **kwargs)
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    if not bounded:
+        metadata[UNBOUNDED] = True
+    return eqx.field(static=True, default=default, metadata=metadata, **kwargs)
 
 
 def as_tuple(value: Any) -> Any:
@@ -57,8 +125,18 @@ def _to_leaf(value: Any) -> Any:
     # parameters keep working.
     if isinstance(value, jax.Array | np.ndarray):
         return value
+    if isinstance(value, str):
+        raise TypeError(
+            "is an array parameter: expected a number, a (nested) list of numbers or an array "
+            "(note: YAML 1.1 reads 1e-3 as a string; write 1.0e-3)"
+        )
     arr = np.asarray(value)
-    return jnp.asarray(arr if arr.dtype.kind in "bOUS" else arr.astype(np.float32))
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"is an array parameter: expected numbers, got {type(value).__name__} "
+            f"(as an array: dtype {arr.dtype})"
+        )
+    return jnp.asarray(arr if arr.dtype.kind == "b" else arr.astype(np.float32))
 
 
 def leaf(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -67,7 +145,9 @@ def leaf(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
     Python scalars and lists are converted to float32 JAX arrays at construction; arrays keep
     their dtype.
     """
-    return eqx.field(converter=_to_leaf, default=default, **kwargs)
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    metadata[LEAF] = True
+    return eqx.field(converter=_to_leaf, default=default, metadata=metadata, **kwargs)
 
 
 def derived(static_field: bool = False, **kwargs: Any) -> Any:
@@ -76,16 +156,7 @@ def derived(static_field: bool = False, **kwargs: Any) -> Any:
     Derived fields are left out of the config: loading rebuilds them by calling ``__init__``
     with the remaining fields, so ``cls(**config)`` must reconstruct the operator.
     """
-    return eqx.field(static=static_field, metadata={_DERIVED: True}, **kwargs)
-
-
-def config_field_names(cls_or_op: Any) -> tuple[str, ...]:
-    """Names of the fields that make up an operator's config (init fields, minus derived)."""
-    return tuple(
-        f.name
-        for f in dataclasses.fields(cls_or_op)
-        if f.init and not f.metadata.get(_DERIVED, False)
-    )
+    return eqx.field(static=static_field, metadata={DERIVED: True}, **kwargs)
 
 
 # --------------------------------------------------------------------------------------
@@ -107,8 +178,6 @@ class Node:
 
     def __getitem__(self, item: str | int) -> Node:
         """Select one output of a node whose value is a dict or tuple (e.g. a nested Graph)."""
-        from georax.core.combinators import GetItem
-
         return GetItem(item)(self)
 
     def __repr__(self) -> str:
@@ -137,8 +206,11 @@ def _has_node(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     )
 
 
+# --------------------------------------------------------------------------------------
+# What the metaclass installs on every subclass
+# --------------------------------------------------------------------------------------
 def _graph_aware(call: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a subclass ``__call__``: data runs it, graph nodes build a new node."""
+    """Wrap a subclass ``__call__``: data runs it (named), graph nodes build a new node."""
     signature = inspect.signature(call)
 
     @functools.wraps(call)
@@ -159,48 +231,240 @@ def _graph_aware(call: Callable[..., Any]) -> Callable[..., Any]:
                 f"{type(self).__name__} is stochastic and needs an explicit `key=` "
                 "(jax.random.key(...)); no hidden RNG state (DESIGN.md principle 3)"
             )
-        return call(self, *args, **kwargs)
+        with jax.named_scope(self.display_name):
+            return call(self, *args, **kwargs)
 
-    __call__.__georax_wrapped__ = True  # type: ignore[attr-defined]
+    setattr(__call__, _WRAPPED, True)
     return __call__
+
+
+def _int_hint(hint: Any) -> bool:
+    """Whether every value an annotation admits (besides None) is an int or ints in tuples."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is int:
+        return True
+    if origin is types.UnionType or origin is typing.Union:
+        arms = [a for a in args if a is not type(None)]
+        return bool(arms) and all(_int_hint(a) for a in arms)
+    if origin is tuple and args:
+        return all(a is Ellipsis or _int_hint(a) for a in args)
+    return False
+
+
+def _ints(value: Any) -> Iterator[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        yield value
+    elif isinstance(value, tuple | list):
+        for v in value:
+            yield from _ints(v)
+
+
+def check_static_extents(op: Operator, limits: Limits) -> None:
+    """The generic pre-check: every bounded static ``int`` field is at most ``max_extent``.
+
+    A static int sizes structure (a window, a chip, a pad, a count, an index), and what tracing
+    allocates or unrolls grows with it; ``2**16`` pixels along one axis is already a large
+    scene. Fields declared ``static(bounded=False)`` are skipped.
+
+    **Raises:** :class:`~georax.errors.BudgetExceededError` (``stage="precheck"``) naming the
+    operator and field.
+    """
+    check_extent_values(type(op), op.config_fields(), limits, op.display_name)
+
+
+def check_extent_values(
+    cls: type[Operator], values: Mapping[str, Any], limits: Limits, name: str | None = None
+) -> None:
+    """:func:`check_static_extents` on field values before ``cls`` is built from them.
+
+    The sandboxed loader runs it on a document's values before calling the class, because a
+    hand-written ``__init__`` may allocate from a size (a LUT of ``n`` entries) before any
+    ``__check_init__`` or pre-check could refuse it.
+    """
+    hints = field_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in values or f.name not in hints:
+            continue
+        if not f.metadata.get("static") or f.metadata.get(UNBOUNDED):
+            continue
+        if not _int_hint(hints[f.name]):
+            continue
+        for v in _ints(values[f.name]):
+            if abs(v) > limits.max_extent:
+                raise BudgetExceededError(
+                    abs(v),
+                    limits.max_extent,
+                    "precheck",
+                    f"{name or cls.__name__}.{f.name}={v} (bounded by Limits.max_extent)",
+                    unit="pixels",
+                )
+
+
+def _metered(precheck: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a ``precheck`` override: count the application and bound static ints first."""
+
+    @functools.wraps(precheck)
+    def wrapper(self: Operator, shape: Any, limits: Limits) -> Any:
+        with count_application(self.display_name, limits):
+            check_static_extents(self, limits)
+            return precheck(self, shape, limits)
+
+    setattr(wrapper, _WRAPPED, True)
+    return wrapper
+
+
+# Ids of operators whose fields were type-checked in the current construction (one set per
+# metaclass call, so nested constructions do not interfere).
+_TYPED: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar(
+    "georax_typed", default=None
+)
+_SEMANTIC_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "georax_semantic_checks", default=True
+)
+
+
+@contextlib.contextmanager
+def semantic_checks_suspended() -> Iterator[None]:
+    """Build operators without running their ``__check_init__`` (types are still checked).
+
+    Only for throwaway skeletons whose arrays are placeholders about to be replaced (how
+    :func:`georax.load` learns the layout of a params file before it holds the real values,
+    which are then validated by building the pipeline again).
+    """
+    token = _SEMANTIC_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _SEMANTIC_CHECKS.reset(token)
+
+
+def _types_first(check: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap a ``__check_init__``: the one type check runs before the first semantic check."""
+
+    @functools.wraps(check)
+    def __check_init__(self: Operator) -> None:
+        done = _TYPED.get()
+        if done is None or id(self) not in done:
+            if done is not None:
+                done.add(id(self))
+            check_fields(self)
+        if _SEMANTIC_CHECKS.get():
+            check(self)
+
+    setattr(__check_init__, _WRAPPED, True)
+    return __check_init__
+
+
+class _ConversionError(Exception):
+    def __init__(self, field: str, value: Any, problem: str) -> None:
+        super().__init__(problem)
+        self.field, self.value, self.problem = field, value, problem
+
+
+def _named_converter(name: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(convert)
+    def converter(value: Any) -> Any:
+        try:
+            return convert(value)
+        except GeoraxError:
+            raise
+        except Exception as e:
+            raise _ConversionError(name, value, _problem(e)) from e
+
+    setattr(converter, _WRAPPED, True)
+    return converter
+
+
+def _problem(e: BaseException) -> str:
+    if isinstance(e, TypeError) and str(e).startswith("is an array parameter"):
+        return str(e).splitlines()[0]
+    return f"cannot be converted: {describe_exception(e)}"
+
+
+class _OperatorMeta(type(eqx.Module)):  # type: ignore[misc]
+    """Equinox's module metaclass plus the georax Operator contract (see the module docstring)."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
+        cls = super().__new__(mcs, name, bases, namespace, **kw)
+        for attr, wrap in (
+            ("__call__", _graph_aware),
+            ("precheck", _metered),
+            ("__check_init__", _types_first),
+        ):
+            fn = cls.__dict__.get(attr)
+            if fn is not None and not getattr(fn, _WRAPPED, False):
+                setattr(cls, attr, wrap(fn))
+        for f in dataclasses.fields(cls):
+            convert = f.metadata.get("converter")
+            if convert is not None and not getattr(convert, _WRAPPED, False):
+                f.metadata = types.MappingProxyType(
+                    {**f.metadata, "converter": _named_converter(f.name, convert)}
+                )
+        inherited = any(getattr(b, "__georax_custom_init__", False) for b in bases)
+        cls.__georax_custom_init__ = "__init__" in namespace or inherited
+        registry.register(cls)
+        return cls
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        token = _TYPED.set(set())
+        try:
+            if cls.__georax_custom_init__:
+                check_arguments(cls, args, kwargs)
+            return super().__call__(*args, **kwargs)
+        except GeoraxError:
+            raise
+        except _ConversionError as e:
+            raise ConfigError(
+                cls.__name__, e.field, short_repr(e.value), e.problem
+            ) from e.__cause__
+        except Exception as e:
+            raise ConfigError(
+                cls.__name__,
+                None,
+                short_repr(kwargs or args),
+                f"construction failed: {describe_exception(e)}",
+            ) from e
+        finally:
+            _TYPED.reset(token)
 
 
 # --------------------------------------------------------------------------------------
 # Operator
 # --------------------------------------------------------------------------------------
-class Operator(eqx.Module):
-    """Base class of every georax operator.
+class Operator(eqx.Module, metaclass=_OperatorMeta):
+    """Base class of every georax operator (abstract: subclasses implement ``__call__``).
 
     Subclasses declare fields (with :func:`static` for config, :func:`leaf` for parameters, or
     a sub-operator / model as a pytree child) and implement ``__call__(self, x, *, key=None)``.
 
-    - Calling on data runs the operator; calling on a :class:`Node` returns a node (graph
-      building).
+    - Calling on data runs the operator (under ``jax.named_scope(display_name)``); calling on a
+      :class:`Node` returns a node (graph building).
     - Config is derived from the fields; there is no hand-written ``get_config``.
-    - Each concrete subclass is registered under its import path when defined, which is what YAML
-      loading and the sandbox consult.
-    - Invalid field values should be refused in ``__check_init__`` with :meth:`fail`, which
-      raises a :class:`~georax.errors.ConfigError` naming the operator, field and value.
+    - Each concrete subclass is registered under its import path when defined, which is what
+      YAML loading and the sandbox consult; abstract ones never are. Every class is abstract or
+      final: share code through an abstract base, not by subclassing a concrete operator.
+    - Field types are checked against the annotations once, at construction, for Python calls
+      and YAML alike; ``__check_init__`` adds only semantic checks, refusing bad values with
+      :meth:`fail`, which raises a :class:`~georax.errors.ConfigError` naming the field.
 
     Class attributes:
 
     - `forbid_in_yaml`: the operator holds a closure or runtime object and cannot be serialised
-      (``Lambda``, ``Tap``, ``ModelOp`` around an arbitrary callable).
+      (``Lambda``, ``Tap``, ``ModelOp`` around an arbitrary callable); see
+      :meth:`yaml_write_refusal` and :meth:`yaml_load_refusal` for the hooks that decide.
     - `requires_key`: the operator is stochastic; calling it without ``key=`` is an error.
     """
 
     forbid_in_yaml: ClassVar[bool] = False
     requires_key: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        call = cls.__dict__.get("__call__")
-        if call is not None and not getattr(call, "__georax_wrapped__", False):
-            cls.__call__ = _graph_aware(call)  # type: ignore[method-assign]
-        register(cls)
-
+    @abc.abstractmethod
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not implement __call__")
+        """Run the operator on ``x`` (an array or carrier); ``key`` for stochastic operators."""
+
+    def __check_init__(self) -> None:
+        # The metaclass wraps this like every __check_init__: the field type check runs first.
+        pass
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """Refuse, without tracing, a config whose cost is unbounded for an input of ``shape``.
@@ -212,7 +476,11 @@ class Operator(eqx.Module):
         compare them with ``limits`` (``max_extent``, ``max_host_bytes``, ``max_trace_steps``)
         and raise a georax error naming the field (:class:`~georax.errors.ShapeError` for an
         impossible combination with the input, :class:`~georax.errors.BudgetExceededError`
-        for a cost over a limit). Containers call it on their children.
+        for a cost over a limit). Containers call it on their children, once per use.
+
+        Every override is wrapped: each call counts as one operator application against
+        ``limits.max_operators``, and static ``int`` fields are first bounded by
+        ``limits.max_extent`` (see :func:`check_static_extents`).
 
         **Arguments:**
 
@@ -225,6 +493,32 @@ class Operator(eqx.Module):
         del limits
         return shape
 
+    def yaml_write_refusal(self) -> str | None:
+        """Why this operator cannot be written to YAML, or ``None`` if it can.
+
+        The default refuses ``forbid_in_yaml`` classes; classes that hold a runtime object
+        only sometimes (``ModelOp``) or want a sharper message (``Lambda``, ``Tap``) override it.
+        """
+        if type(self).forbid_in_yaml:
+            return (
+                "it is marked forbid_in_yaml (it holds a closure or runtime object that YAML "
+                "cannot represent); replace it with a registered Operator subclass"
+            )
+        return None
+
+    @classmethod
+    def yaml_load_refusal(cls, cfg: Mapping[str, Any]) -> str | None:
+        """Why a document's config for this class cannot be loaded, or ``None`` if it can.
+
+        Decided before anything is built. The default refuses ``forbid_in_yaml`` classes.
+        """
+        del cfg
+        if cls.forbid_in_yaml:
+            return (
+                "is forbid_in_yaml: it holds a closure or runtime object that YAML cannot represent"
+            )
+        return None
+
     def __hash__(self) -> int:
         # Structural hash when every field is hashable (pure-config operators); identity otherwise.
         # The identity fallback lets `jax.jit(pipe)` accept a pipeline holding arrays (it hashes
@@ -236,17 +530,36 @@ class Operator(eqx.Module):
 
     @property
     def display_name(self) -> str:
-        """A short human name for tables and messages: the class name.
+        """A short human name for tables, messages and profiles: the class name.
 
         (Not ``name``: many operators have a config field called ``name``.)
         """
         return type(self).__name__
 
-    def fail(self, field: str | None, problem: str) -> None:
+    def fail(self, field: str | None, problem: str) -> NoReturn:
         """Raise a :class:`ConfigError` naming ``field``; call it from ``__check_init__``."""
         value = getattr(self, field) if field else None
-        raise ConfigError(type(self).__name__, field, value, problem)
+        raise ConfigError(type(self).__name__, field, short_repr(value), problem)
 
     def config_fields(self) -> dict[str, Any]:
         """The operator's config: ``{field name: value}`` for every non-derived init field."""
         return {name: getattr(self, name) for name in config_field_names(self)}
+
+
+class GetItem(Operator):
+    """Select ``x[item]``: one named output of a Graph or one element of a tuple output.
+
+    It lives here, next to :class:`Node`, because ``node["name"]`` builds one.
+    """
+
+    item: str | int = static(bounded=False)
+
+    def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+        return x[self.item]
+
+    def precheck(self, shape: Any, limits: Limits) -> Any:
+        """The bound of the selected output when the input is a Graph's named outputs."""
+        del limits
+        if isinstance(shape, Mapping) and self.item in shape:
+            return shape[self.item]
+        return shape

@@ -69,11 +69,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from georax.core.config import INLINE_MAX, TARGET, from_config, to_config
-from georax.core.errors import SerializationError
+from georax.core.errors import GeoraxError, SerializationError
+from georax.core.files import read_regular_file
 from georax.core.hashing import combine_digest, config_hash, params_hash
-from georax.core.operator import Operator
-from georax.core.sandbox import DEFAULT_LIMITS, Limits, SandboxLimitError, parse_yaml
-from georax.core.yaml_io import SAVED_FORMAT, dump_config_yaml
+from georax.core.operator import Operator, semantic_checks_suspended
+from georax.core.sandbox import DEFAULT_LIMITS, Limits, parse_yaml
+from georax.core.yaml_io import SAVED_FORMAT, dump_config_yaml, loader_stage
 
 __all__ = ["PIPELINE_FILE", "ParamsIntegrityError", "Saved", "load", "save"]
 
@@ -172,17 +173,6 @@ def save(
     return Saved(root, yaml_path, params_path, c_hash, p_hash, digest)
 
 
-def _read_limited(path: Path, limit: int, what: str) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > limit:
-            raise SandboxLimitError("max_bytes", size, limit, what)
-        with path.open("rb") as f:
-            return f.read(limit + 1)
-    except OSError as e:
-        raise SerializationError(f"cannot read {what} {path}: {e.strerror or e}") from None
-
-
 def _require(doc: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     if key not in doc or not isinstance(doc[key], kind):
         raise SerializationError(f"saved pipeline: {key!r} is missing or malformed")
@@ -239,6 +229,164 @@ def _placeholder(key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     return np.broadcast_to(np.zeros((), dtype=dtype), shape)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    """The ``params:`` entry of a saved document, checked for shape."""
+
+    file: str
+    sha256: str
+    size: int
+
+
+def _read_document(directory: str | os.PathLike[str], limits: Limits) -> tuple[Path, Any]:
+    path = Path(directory)
+    yaml_path = path / PIPELINE_FILE if path.is_dir() else path
+    text = read_regular_file(yaml_path, limits.max_bytes, "pipeline document")
+    return yaml_path, loader_stage("parse", parse_yaml, text, limits)
+
+
+def _saved_parts(yaml_path: Path, doc: Any) -> tuple[dict[str, str], _Record, dict[str, Any]]:
+    """The recorded digests, the params record and the pipeline config of a saved document."""
+    if not isinstance(doc, dict) or doc.get("georax") != SAVED_FORMAT:
+        raise SerializationError(
+            f"{yaml_path} is not a saved georax pipeline (expected 'georax: {SAVED_FORMAT}')"
+        )
+    digests = {key: _require(doc, key, str) for key in ("digest", "config_hash", "params_hash")}
+    params = _require(doc, "params", dict)
+    cfg = _require(doc, "pipeline", dict)
+    name, sha, size = params.get("file"), params.get("sha256"), params.get("bytes")
+    if not (
+        isinstance(name, str)
+        and _PARAMS_NAME.fullmatch(name)
+        and isinstance(sha, str)
+        and _HEX64.fullmatch(sha)
+        and isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+    ):
+        raise SerializationError(
+            f"{yaml_path}: 'params' must be {{file: params-<16 hex>.eqx, sha256: <64 hex>, "
+            f"bytes: <int >= 0>}}, got {params!r}"
+        )
+    return digests, _Record(name, sha, size), cfg
+
+
+def _read_params(params_path: Path, record: _Record, limits: Limits) -> bytes:
+    """The params file's bytes, refused unless regular, of the recorded size and SHA-256."""
+    if record.size > limits.max_params_bytes:
+        raise ParamsIntegrityError(
+            f"{params_path}: the YAML records {record.size} bytes of params, over "
+            f"Limits.max_params_bytes={limits.max_params_bytes}"
+        )
+    if not params_path.exists():
+        raise ParamsIntegrityError(f"params file {params_path} is missing")
+    try:
+        blob = read_regular_file(params_path, record.size, "params file")
+    except GeoraxError as e:
+        raise ParamsIntegrityError(f"params file {params_path}: {e}") from None
+    if len(blob) != record.size:
+        raise ParamsIntegrityError(
+            f"params file {params_path} has {len(blob)} bytes, the YAML records {record.size}"
+        )
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != record.sha256:
+        raise ParamsIntegrityError(
+            f"params file {params_path} has SHA-256 {actual}, the YAML records {record.sha256}: "
+            "the file was modified or replaced"
+        )
+    return blob
+
+
+def _restore(
+    cfg: dict[str, Any],
+    blob: bytes,
+    params_path: Path,
+    allowed: Iterable[str] | None,
+    limits: Limits,
+) -> Operator:
+    """Rebuild the pipeline with its real params, validated like any construction.
+
+    A skeleton built with placeholders (zeros) gives the params file its layout; its semantic
+    checks are suspended because zeros are not the values (``std > 0`` would fail). The file's
+    values are then read into it, and the pipeline is built *again* from the config with the
+    real arrays, so every ``__check_init__`` sees what will run. Derived leaves (a LUT trained
+    after construction) are then taken from the file too.
+    """
+    keys: dict[int, str] = {}
+
+    def placeholder(key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        leaf = _placeholder(key, shape, dtype)
+        keys[id(leaf)] = key
+        return leaf
+
+    with semantic_checks_suspended():
+        skeleton = loader_stage(
+            "build", from_config, cfg, allowed=allowed, limits=limits, param_factory=placeholder
+        )
+    f = io.BytesIO(blob)
+    try:
+        loaded = eqx.tree_deserialise_leaves(f, skeleton, filter_spec=_load_leaf)
+    except ParamsIntegrityError:
+        raise
+    except Exception as e:
+        raise ParamsIntegrityError(
+            f"params file {params_path} does not fit the pipeline: {type(e).__name__}: {e}"
+        ) from None
+    if f.read(1):
+        raise ParamsIntegrityError(f"params file {params_path} has trailing data")
+    restored = jax.tree_util.tree_map(
+        lambda like, new: _to_jax(new) if id(like) in keys else new, skeleton, loaded
+    )
+    values: dict[str, Any] = {}
+    jax.tree_util.tree_map(
+        lambda like, new: values.setdefault(keys[id(like)], new) if id(like) in keys else None,
+        skeleton,
+        restored,
+    )
+    # Validation with the real values: the operators' checks run on this build. It equals
+    # `restored` except for derived leaves, which `restored` takes from the file.
+    loader_stage(
+        "build",
+        from_config,
+        cfg,
+        allowed=allowed,
+        limits=limits,
+        param_factory=lambda key, shape, dtype: values[key],
+    )
+    return restored
+
+
+def _verify(
+    yaml_path: Path,
+    pipeline: Operator,
+    cfg: dict[str, Any],
+    doc: dict[str, Any],
+    digests: dict[str, str],
+) -> None:
+    """The loaded pipeline must write the recorded config and hash to the recorded digests."""
+    max_inline = doc.get("max_inline", INLINE_MAX)
+    if max_inline is not None and (not isinstance(max_inline, int) or isinstance(max_inline, bool)):
+        raise SerializationError(f"{yaml_path}: max_inline must be an int or null")
+    where = _first_difference(to_config(pipeline, max_inline=max_inline), cfg, "")
+    if where is not None:
+        raise ParamsIntegrityError(
+            f"{yaml_path}: the YAML and the params file disagree at {where or '<root>'} "
+            "(an inline value was edited in one but not the other)"
+        )
+    checks = (
+        ("config_hash", config_hash(pipeline), digests["config_hash"]),
+        ("params_hash", params_hash(pipeline), digests["params_hash"]),
+    )
+    for what, got, recorded in checks:
+        if got != recorded:
+            raise ParamsIntegrityError(
+                f"{yaml_path}: the loaded pipeline's {what} is {got}, the file records "
+                f"{recorded} (inline values and params file disagree, or the YAML was edited)"
+            )
+    if combine_digest(digests["config_hash"], digests["params_hash"]) != digests["digest"]:
+        raise ParamsIntegrityError(f"{yaml_path}: digest does not combine its two hashes")
+
+
 def load(
     directory: str | os.PathLike[str],
     *,
@@ -247,6 +395,12 @@ def load(
     limits: Limits = DEFAULT_LIMITS,
 ) -> Operator:
     """Load a pipeline written by :func:`save`, verifying it against its recorded digests.
+
+    Both files are read as regular files only, capped at their limits
+    (``limits.max_bytes`` for the document, the recorded size -- at most
+    ``limits.max_params_bytes`` -- for the params file): a FIFO, a device or a symlink to one
+    is refused, never read. The pipeline is built with its real parameter values, so its
+    operators validate what will run.
 
     **Arguments:**
 
@@ -259,102 +413,24 @@ def load(
     **Returns:** the pipeline, bit-identical to the one saved.
 
     **Raises:** :class:`ParamsIntegrityError` on any mismatch, `SerializationError` for a
-    malformed directory, and the loader's errors (``UntrustedTargetError``, ``ConfigError``...).
+    malformed directory or unreadable file, and the loader's errors (``UntrustedTargetError``,
+    ``ConfigError``...); only georax errors.
     """
-    path = Path(directory)
-    yaml_path = path / PIPELINE_FILE if path.is_dir() else path
-    text = _read_limited(yaml_path, limits.max_bytes, "pipeline document")
-    doc = parse_yaml(text, limits)
+    yaml_path, doc = _read_document(directory, limits)
     if isinstance(doc, dict) and TARGET in doc:
         if expected_digest is not None:
             raise ParamsIntegrityError(
                 f"{yaml_path} is a plain pipeline document without recorded digests; "
                 "cannot verify expected_digest"
             )
-        return from_config(doc, allowed=allowed, limits=limits)
-    if not isinstance(doc, dict) or doc.get("georax") != SAVED_FORMAT:
-        raise SerializationError(
-            f"{yaml_path} is not a saved georax pipeline (expected 'georax: {SAVED_FORMAT}')"
-        )
-    digest = _require(doc, "digest", str)
-    c_hash = _require(doc, "config_hash", str)
-    p_hash = _require(doc, "params_hash", str)
-    params = _require(doc, "params", dict)
-    cfg = _require(doc, "pipeline", dict)
-    if expected_digest is not None and digest != expected_digest:
+        return loader_stage("build", from_config, doc, allowed=allowed, limits=limits)
+    digests, record, cfg = _saved_parts(yaml_path, doc)
+    if expected_digest is not None and digests["digest"] != expected_digest:
         raise ParamsIntegrityError(
-            f"{yaml_path} records digest {digest}, not the expected {expected_digest}"
+            f"{yaml_path} records digest {digests['digest']}, not the expected {expected_digest}"
         )
-    name, sha, size = params.get("file"), params.get("sha256"), params.get("bytes")
-    if not (
-        isinstance(name, str)
-        and _PARAMS_NAME.fullmatch(name)
-        and isinstance(sha, str)
-        and _HEX64.fullmatch(sha)
-        and isinstance(size, int)
-        and not isinstance(size, bool)
-    ):
-        raise SerializationError(
-            f"{yaml_path}: 'params' must be {{file: params-<16 hex>.eqx, sha256: <64 hex>, "
-            f"bytes: <int>}}, got {params!r}"
-        )
-    params_path = yaml_path.parent / name
-    try:
-        actual_size = params_path.stat().st_size
-    except OSError as e:
-        raise ParamsIntegrityError(f"params file {params_path} is missing: {e.strerror}") from None
-    if actual_size != size:
-        raise ParamsIntegrityError(
-            f"params file {params_path} has {actual_size} bytes, the YAML records {size}"
-        )
-    blob = params_path.read_bytes()
-    actual_sha = hashlib.sha256(blob).hexdigest()
-    if actual_sha != sha:
-        raise ParamsIntegrityError(
-            f"params file {params_path} has SHA-256 {actual_sha}, the YAML records {sha}: "
-            "the file was modified or replaced"
-        )
-    placeholders: set[int] = set()
-
-    def factory(key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        leaf = _placeholder(key, shape, dtype)
-        placeholders.add(id(leaf))
-        return leaf
-
-    skeleton = from_config(cfg, allowed=allowed, limits=limits, param_factory=factory)
-    f = io.BytesIO(blob)
-    try:
-        loaded = eqx.tree_deserialise_leaves(f, skeleton, filter_spec=_load_leaf)
-        pipeline = jax.tree_util.tree_map(
-            lambda like, new: _to_jax(new) if id(like) in placeholders else new, skeleton, loaded
-        )
-    except ParamsIntegrityError:
-        raise
-    except Exception as e:
-        raise ParamsIntegrityError(
-            f"params file {params_path} does not fit the pipeline: {type(e).__name__}: {e}"
-        ) from None
-    if f.read(1):
-        raise ParamsIntegrityError(f"params file {params_path} has trailing data")
-    max_inline = doc.get("max_inline", INLINE_MAX)
-    if max_inline is not None and (not isinstance(max_inline, int) or isinstance(max_inline, bool)):
-        raise SerializationError(f"{yaml_path}: max_inline must be an int or null")
-    where = _first_difference(to_config(pipeline, max_inline=max_inline), cfg, "")
-    if where is not None:
-        raise ParamsIntegrityError(
-            f"{yaml_path}: the YAML and the params file disagree at {where or '<root>'} "
-            "(an inline value was edited in one but not the other)"
-        )
-    checks = (
-        ("config_hash", config_hash(pipeline), c_hash),
-        ("params_hash", params_hash(pipeline), p_hash),
-    )
-    for what, got, recorded in checks:
-        if got != recorded:
-            raise ParamsIntegrityError(
-                f"{yaml_path}: the loaded pipeline's {what} is {got}, the file records "
-                f"{recorded} (inline values and params file disagree, or the YAML was edited)"
-            )
-    if combine_digest(c_hash, p_hash) != digest:
-        raise ParamsIntegrityError(f"{yaml_path}: digest does not combine its two hashes")
+    params_path = yaml_path.parent / record.file
+    blob = _read_params(params_path, record, limits)
+    pipeline = _restore(cfg, blob, params_path, allowed, limits)
+    loader_stage("verify", _verify, yaml_path, pipeline, cfg, doc, digests)
     return pipeline

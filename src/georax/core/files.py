@@ -1,0 +1,84 @@
+"""Reading documents and params files from disk without trusting what the path points to.
+
+An upload directory is attacker-shaped: ``pipeline.yaml`` may be a FIFO (an ``open`` blocks
+forever), a symlink to ``/dev/zero`` (``read()`` never ends and exhausts memory) or a 1 GB file
+behind a 64 KiB document limit. :func:`read_regular_file` opens without blocking, refuses anything
+that is not a regular file (checked on the opened descriptor, so a path swapped after the check
+is still refused), and reads at most ``limit + 1`` bytes whatever the file claims.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from georax.core.errors import SerializationError
+from georax.core.sandbox import SandboxLimitError
+
+__all__ = ["read_regular_file"]
+
+_CHUNK = 1 << 20
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+    """The bytes of ``path``, refused unless it is a regular file of at most ``limit`` bytes.
+
+    **Arguments:**
+
+    - `path`: the file (symlinks are followed; what they point to must be a regular file).
+    - `limit`: the most bytes accepted.
+    - `what`: what the file is, for messages (``"pipeline document"``, ``"params file"``).
+
+    **Returns:** the file's bytes.
+
+    **Raises:** :class:`~georax.errors.SerializationError` naming the file when it cannot be
+    opened or is not a regular file (FIFO, device, directory, socket);
+    :class:`~georax.errors.SandboxLimitError` (``max_bytes``) when it holds more than
+    ``limit`` bytes (found without reading more than ``limit + 1``).
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO without writer / a directory
+            raise SerializationError(f"{what} {p} is not a regular file") from None
+        raise SerializationError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SerializationError(
+                f"{what} {p} is not a regular file (it is a {_kind(info.st_mode)}); "
+                "only regular files are read"
+            )
+        if info.st_size > limit:
+            raise SandboxLimitError("max_bytes", info.st_size, limit, f"{what} {p}")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:  # the file grew after fstat
+            raise SandboxLimitError("max_bytes", total, limit, f"{what} {p}")
+        return b"".join(chunks)
+    except OSError as e:
+        raise SerializationError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
