@@ -32,14 +32,15 @@ def chips_of(scene: Any, chip: int = 8, stride: int = 6) -> Chips:
 def assert_runs_on_chips(op: Operator, chips: Chips, **kwargs: Any) -> Chips:
     """``op`` maps a Chips stack to a Chips stack equal to running it on each chip alone.
 
-    The carrier protocol: positions, patcher, scene shape and georeferencing are kept (only
+    The carrier protocol: positions, chip layout, scene shape and georeferencing are kept (only
     ``values``, and band names / fill value where the operator changes them, may differ).
     """
     out = op(chips, **kwargs)
     assert isinstance(out, Chips), type(out)
     np.testing.assert_array_equal(np.asarray(out.positions), np.asarray(chips.positions))
-    assert out.patcher == chips.patcher and out.scene_shape == chips.scene_shape
-    assert out.pads == chips.pads and out.grid == chips.grid
+    assert out.chip == chips.chip and out.scene_shape == chips.scene_shape
+    assert out.window == chips.window and out.aggregation == chips.aggregation
+    assert out.pads == chips.pads and out.offsets == chips.offsets
     assert out.transform == chips.transform and out.crs == chips.crs and out.geo == chips.geo
     per_chip = jax.vmap(lambda v: op(v, **kwargs))(chips.values)
     np.testing.assert_allclose(np.asarray(out.values), np.asarray(per_chip), rtol=1e-6)

@@ -4,12 +4,13 @@
 ``gx.Tap``, ``gx.Lambda``, ``gx.Identity``, ``gx.ModelOp``), the carrier (``gx.GeoTensor``),
 config and artifacts (``gx.dumps_yaml``, ``gx.loads_yaml``, ``gx.config_hash``, ``gx.save``,
 ``gx.load``...), the error types (``gx.errors``) and the layers as subpackages: ``gx.array``,
-``gx.io``, ``gx.data``, ``gx.patch`` and ``gx.geo`` (``gx.geo.cloud.MaskClouds``...).
+``gx.io``, ``gx.data``, ``gx.patch``, ``gx.geo`` (``gx.geo.cloud.MaskClouds``...), ``gx.repro``
+(frozen, verifiable artifacts) and ``gx.diff`` (structural config diffs, A/B regression).
 """
 
 # The layers below core are imported so that every operator is registered (YAML loading, the
 # sandbox's allow-list) and reachable as gx.geo.cloud.MaskClouds and so on.
-from georax import array, data, errors, geo, io, patch
+from georax import array, data, diff, errors, geo, io, patch, repro
 from georax.core import (
     Graph,
     Identity,
@@ -49,6 +50,7 @@ __all__ = [
     "check_budget",
     "config_hash",
     "data",
+    "diff",
     "dumps_yaml",
     "errors",
     "from_config",
@@ -61,6 +63,7 @@ __all__ = [
     "pipeline_digest",
     "price",
     "registry",
+    "repro",
     "save",
     "to_config",
 ]

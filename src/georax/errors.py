@@ -12,6 +12,7 @@ from georax.core.errors import *
 from georax.core.errors import __all__ as _core_errors
 from georax.core.params import ParamsIntegrityError
 from georax.core.sandbox import MalformedYAMLError, SandboxLimitError, UnsafeYAMLError
+from georax.diff.errors import ABMismatchError, DiffError, GateFailedError
 from georax.geo._formula import FormulaError
 from georax.geo.indices import MissingDependencyError
 from georax.geo.resample import NoOverlapError
@@ -23,18 +24,32 @@ from georax.io.errors import (
     RasterNotFoundError,
     RasterReadError,
     RasterWriteError,
+    ReadBudgetExceededError,
     WindowError,
+)
+from georax.repro.errors import (
+    ArtifactFormatError,
+    ArtifactTamperedError,
+    InputMismatchError,
+    ReproError,
+    UnsafeArchiveError,
 )
 from georax.tensor.geotensor import GeoTensorRequiredError
 from georax.tensor.grid import MissingGeoreferenceError
 
 __all__ = [
     *_core_errors,
+    "ABMismatchError",
+    "ArtifactFormatError",
+    "ArtifactTamperedError",
     "BandIndexError",
     "CRSMismatchError",
     "CorruptRasterError",
+    "DiffError",
     "FormulaError",
+    "GateFailedError",
     "GeoTensorRequiredError",
+    "InputMismatchError",
     "MalformedYAMLError",
     "MissingDependencyError",
     "MissingGeoreferenceError",
@@ -47,7 +62,10 @@ __all__ = [
     "RasterNotFoundError",
     "RasterReadError",
     "RasterWriteError",
+    "ReadBudgetExceededError",
+    "ReproError",
     "SandboxLimitError",
+    "UnsafeArchiveError",
     "UnsafeYAMLError",
     "WindowError",
 ]

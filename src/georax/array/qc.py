@@ -424,7 +424,7 @@ class AssertShape(QCOperator):
     - `on_fail`: ``"raise"``, ``"warn"`` or ``"off"``.
     """
 
-    shape: tuple[int, ...] = static(converter=as_tuple)
+    shape: tuple[int | None, ...] = static(converter=as_tuple)
     on_fail: str = static(default="raise")
 
     def __check_init__(self) -> None:

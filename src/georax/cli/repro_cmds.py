@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import georax
 from georax.array import metrics as gm
 from georax.core import registry
 from georax.core.budget import parse_bytes
@@ -181,7 +182,7 @@ def _need_classes(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    registry.discover()
+    registry.discover(georax.OPERATOR_PACKAGES)
     for module in args.imports:
         try:
             importlib.import_module(module)

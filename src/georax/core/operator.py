@@ -304,10 +304,10 @@ def _metered(precheck: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a ``precheck`` override: count the application and bound static ints first."""
 
     @functools.wraps(precheck)
-    def wrapper(self: Operator, shape: Any, limits: Limits) -> Any:
+    def wrapper(self: Operator, shape: Any, limits: Limits, **kwargs: Any) -> Any:
         with count_application(self.display_name, limits):
             check_static_extents(self, limits)
-            return precheck(self, shape, limits)
+            return precheck(self, shape, limits, **kwargs)
 
     setattr(wrapper, _WRAPPED, True)
     return wrapper

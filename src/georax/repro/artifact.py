@@ -895,7 +895,8 @@ def _rebuild_pipeline(
 ) -> Operator:
     pipe = manifest["pipeline"]
     if allowed is None:
-        registry.discover()
+        # Importing any georax module imports the package face, which registers every
+        # built-in operator; nothing needs discovering here.
         allowed = registry.public_operators()
     with tempfile.TemporaryDirectory(prefix="georax-artifact-") as tmp:
         # Only these two names are ever written, both fixed by the manifest schema check.
