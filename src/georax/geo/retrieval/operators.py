@@ -14,6 +14,7 @@ not recompile. Band indices, step counts and batch sizes are static.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -316,6 +317,13 @@ class RetrievalResult(NamedTuple):
     losses: np.ndarray
 
 
+def _adam_cosine(rate: Any, steps: int) -> optax.GradientTransformation:
+    return optax.adam(optax.cosine_decay_schedule(rate, steps, alpha=0.01))
+
+
+_cached_adam_cosine = functools.lru_cache(maxsize=32)(_adam_cosine)
+
+
 def _retrieval_loss(z: Array, data: tuple[Array, MethaneRetrieval]) -> Array:
     observed, op = data
     return op.objective(z, observed)
@@ -419,9 +427,16 @@ class MethaneRetrieval(Operator):
     def optimizer(self, steps: int | None = None) -> optax.GradientTransformation:
         """What ``__call__`` uses: Adam, its rate decaying from `learning_rate` to 1 % of it
         over `steps` (default :attr:`steps`) on a cosine, so the last steps settle instead of
-        jittering around the minimum."""
+        jittering around the minimum.
+
+        With a concrete rate the same optimiser object is returned for the same (rate, steps),
+        so repeated :meth:`fit` calls reuse their compiled step.
+        """
         n = self.steps if steps is None else steps
-        return optax.adam(optax.cosine_decay_schedule(self.learning_rate, n, alpha=0.01))
+        rate = _concrete(self.learning_rate)
+        if rate is None:  # traced (inside jit/grad): build it in the trace
+            return _adam_cosine(self.learning_rate, n)
+        return _cached_adam_cosine(float(rate), n)
 
     # ------------------------------------------------------------------ running
     def _observed(self, x: Any) -> Array:
