@@ -163,7 +163,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=400, help="most Adam steps (georax)")
+    ap.add_argument("--steps", type=int, default=300, help="most Adam steps (georax)")
     args = ap.parse_args()
 
     scene = gx.data.plume_scene(args.size, seed=args.seed)
