@@ -414,7 +414,7 @@ def test_eager_equals_jit_and_georeferencing_is_kept(case: tuple[str, Any, Any])
 def test_vmap_equals_a_loop(case: tuple[str, Any, Any]) -> None:
     name, op, x = case
     batch = jnp.stack([jnp.asarray(x), jnp.asarray(x)[..., ::-1, :]])
-    vmapped = eqx.filter_jit(jax.vmap(op))(batch)
+    vmapped = eqx.filter_jit(lambda o, b: jax.vmap(o)(b))(op, batch)
     looped = jnp.stack([_jit(op, b) for b in batch])
     _close(vmapped, looped, name)
 
@@ -490,6 +490,8 @@ def test_wrong_inputs_are_shape_errors(scene: gp.PlumeScene, s2_scene: gp.PlumeS
     fwd = MethaneForward.from_scene(scene)
     with pytest.raises(ShapeError, match="MethaneRetrieval expects reflectance"):
         MethaneRetrieval(fwd)(x[:10])
+    with pytest.raises(ShapeError, match="noise_std has 5 per-band values"):
+        MethaneRetrieval(fwd, noise_std=np.full(5, 0.002)).fit(x)
     op = BandRatio(s2_scene.absorption, 2.0)
     with pytest.raises(ShapeError, match="band index 2"):
         BandRatio(s2_scene.absorption, 2.0, swir2_band=2)(s2_scene.reflectance)

@@ -338,7 +338,9 @@ class MethaneRetrieval(Operator):
 
     where ``F`` is :class:`MethaneForward` applied **patchwise** (``Patchwise(patcher,
     forward)``), so the loss, and its gradient, run through patch extraction and overlap-add
-    stitching, and scenes larger than one chip are processed chip by chip in bounded memory.
+    stitching, and scenes larger than one chip are modelled chip by chip: the forward model's
+    intermediates are bounded by one batch of chips (the state, its gradient and the optimiser
+    moments are whole-scene arrays, 3 bands each).
     Starts from no enhancement and a per-pixel least-squares albedo and slope
     (:func:`~georax.geo.retrieval.physics.initial_state`), then takes ``steps`` Adam steps
     (optax, cosine-decayed rate) on ``state / state_scale``, all in one compiled
@@ -439,15 +441,25 @@ class MethaneRetrieval(Operator):
         return _cached_adam_cosine(float(rate), n)
 
     # ------------------------------------------------------------------ running
-    def _observed(self, x: Any) -> Array:
-        _check_band_count(self, x, self.forward.n_bands, "reflectance")
-        v = jnp.asarray(values_of(x))
+    def _check_input(self, x: Any) -> None:
+        n = self.forward.n_bands
+        _check_band_count(self, x, n, "reflectance")
+        if jnp.ndim(self.noise_std) == 1 and jnp.shape(self.noise_std)[0] != n:
+            raise ShapeError(
+                f"MethaneRetrieval.noise_std has {jnp.shape(self.noise_std)[0]} per-band values "
+                f"but the forward model has {n} bands"
+            )
+
+    @staticmethod
+    def _float(v: Any) -> Array:
+        v = jnp.asarray(v)
         return v if jnp.issubdtype(v.dtype, jnp.floating) else v.astype(jnp.float32)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
-        observed = self._observed(x)
+        self._check_input(x)
 
-        def fn(_: Array) -> Array:
+        def fn(v: Array) -> Array:
+            observed = self._float(v)
             z, _state, _losses = optimise(
                 _retrieval_loss,
                 self.start(observed),
@@ -483,7 +495,8 @@ class MethaneRetrieval(Operator):
 
         **Returns:** a :class:`RetrievalResult` (state like ``x``: GeoTensor in, GeoTensor out).
         """
-        observed = self._observed(x)
+        self._check_input(x)
+        observed = self._float(values_of(x))
         result: FitResult = fit(
             _retrieval_loss,
             self.start(observed),
