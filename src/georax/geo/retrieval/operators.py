@@ -355,7 +355,8 @@ class MethaneRetrieval(Operator):
     - `forward`: the :class:`MethaneForward` model (its background may be an estimate, e.g.
       :func:`~georax.geo.retrieval.physics.background_spectrum`).
     - `patcher`: how the forward model is run chip by chip; the default (64-pixel boxcar chips,
-      stride == chip) gives exactly the unpatched loss and gradient.
+      stride == chip) gives the unpatched loss and gradient (equal up to float round-off;
+      tested).
     - `noise_std`: the sensor noise, scalar or per band.
     - `prior_std`: expected neighbour difference per state channel (ppm*m, unitless, unitless);
       0 switches a channel's prior off. The default smooths the enhancement only.
