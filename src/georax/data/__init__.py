@@ -5,6 +5,7 @@ bits, a Sentinel-1-like VV/VH scene and a DEM of the same synthetic world on dif
 See :mod:`georax.data.synthetic` for the recipe and the QA60 semantics.
 """
 
+from georax.data.plume import PlumeScene, SpectralLayout, plume_scene  # noqa: F401 (re-export)
 from georax.data.synthetic import (
     DEFAULT_CRS,
     DEFAULT_ORIGIN,
