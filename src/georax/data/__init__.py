@@ -1,11 +1,12 @@
 """georax.data: deterministic synthetic sample scenes shipped with the package.
 
 Generated with NumPy from a seed (no data files): a Sentinel-2-like L1C scene with QA60 cloud
-bits, a Sentinel-1-like VV/VH scene and a DEM of the same synthetic world on different grids.
-See :mod:`georax.data.synthetic` for the recipe and the QA60 semantics.
+bits, a Sentinel-1-like VV/VH scene and a DEM of the same synthetic world on different grids
+(:mod:`georax.data.synthetic`, with the recipe and the QA60 semantics), and methane plume scenes
+with a known enhancement map on a documented synthetic CH4 spectrum (:mod:`georax.data.plume`).
 """
 
-from georax.data.plume import PlumeScene, SpectralLayout, plume_scene  # noqa: F401 (re-export)
+from georax.data.plume import PlumeScene, SpectralLayout, plume_scene
 from georax.data.synthetic import (
     DEFAULT_CRS,
     DEFAULT_ORIGIN,
@@ -27,6 +28,8 @@ from georax.data.synthetic import (
 )
 
 __all__ = [
+    "PlumeScene",
+    "SpectralLayout",
     "DEFAULT_CRS",
     "DEFAULT_ORIGIN",
     "LANDCOVER_CLASSES",
@@ -40,6 +43,7 @@ __all__ = [
     "dem",
     "fusion_scenes",
     "landcover",
+    "plume_scene",
     "sentinel1_grd",
     "sentinel2_l1c",
     "sentinel2_truth",

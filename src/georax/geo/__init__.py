@@ -14,10 +14,23 @@ classes that hold config and call them:
   :class:`georax.tensor.Grid`.
 - :mod:`~georax.geo.viz` -- ``Colormap``, ``TrueColor``, host-side PNG encoding.
 - :mod:`~georax.geo.augment` -- ``RandomFlip``, ``RandomRotate90``, ``RandomCrop`` (explicit keys).
+- :mod:`~georax.geo.retrieval` -- ``MethaneForward`` (Beer-Lambert on SWIR bands), the closed-form
+  ``MatchedFilter`` and ``BandRatio``, and ``MethaneRetrieval`` (optax through ``Patchwise``).
 - :mod:`~georax.geo.qa` -- ``AssertCRSEquals``, ``AssertResolutionWithin``, ``AssertSchema``.
 """
 
-from georax.geo import augment, cloud, fusion, indices, qa, radiometry, resample, sar, viz
+from georax.geo import (
+    augment,
+    cloud,
+    fusion,
+    indices,
+    qa,
+    radiometry,
+    resample,
+    retrieval,
+    sar,
+    viz,
+)
 
 __all__ = [
     "augment",
@@ -27,6 +40,7 @@ __all__ = [
     "qa",
     "radiometry",
     "resample",
+    "retrieval",
     "sar",
     "viz",
 ]
