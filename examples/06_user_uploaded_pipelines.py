@@ -109,14 +109,14 @@ operators:
       _target_: georax.patch.patcher.Patcher
       geometry: {_target_: georax.patch.geometry.Rectangular, size: [128, 128]}
       sampler: {_target_: georax.patch.samplers.RegularStride, stride: [1, 1]}
-    operator: {_target_: georax.geo.indices.NDVI, red: 2, nir: 3}
+    operator: {_target_: georax.geo.indices.NDVI, red_band: 2, nir_band: 3}
     batch_size: 4096
 """
 
 TYPO = """
 _target_: georax.Sequential
 operators:
-  - {_target_: georax.geo.indices.NDVI, red: 2, nri: 3}
+  - {_target_: georax.geo.indices.NDVI, red_band: 2, nri: 3}
 """
 
 

@@ -171,8 +171,8 @@ def test_graph_input_added_and_output_rewired() -> None:
 def test_the_dict_form_is_strict_json() -> None:
     # A NaN leaf (domain operators refuse one; the test operator does not) must not leak
     # into the JSON as the non-standard token NaN.
-    a = gx.Sequential([tops.Scale(float("nan")), NDVI()])
-    b = gx.Sequential([tops.Scale(2.0), LeeSpeckle(), NDVI()])
+    a = gx.Sequential([tops.Scale(gain=float("nan")), NDVI()])
+    b = gx.Sequential([tops.Scale(gain=2.0), LeeSpeckle(), NDVI()])
     d = config_diff(a, b)
     doc = json.loads(d.to_json())
     assert doc["format"] == "georax.config_diff/1" and not doc["equal"]

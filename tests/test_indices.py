@@ -61,7 +61,7 @@ def test_normalized_difference_and_band_fields() -> None:
     nd = np.asarray(NormalizedDifference(a_band=4, b_band=5, label="NDMI-ish")(x))[0]
     np.testing.assert_allclose(nd, (x[4] - x[5]) / (x[4] + x[5]), rtol=1e-6)
     # one name per band role, no aliases: the seeds' red_idx is an unknown field now
-    with pytest.raises(TypeError, match="red_idx"):
+    with pytest.raises(ConfigError, match="red_idx"):
         NDVI(red_idx=2)  # type: ignore[call-arg]
     # a bool is not a band index (True would silently mean band 1)
     with pytest.raises(ConfigError, match=r"NDVI\.red_band"):
