@@ -54,7 +54,7 @@ def _patch_classes() -> set[type]:
 )
 def test_patch_bases_are_abstract_and_cannot_be_built(cls: type) -> None:
     assert inspect.isabstract(cls)
-    with pytest.raises((ConfigError, TypeError), match="abstract")  # Operator or Carrier:
+    with pytest.raises((ConfigError, TypeError), match="abstract"):  # Operator or Carrier
         cls()
     assert f"{cls.__module__}.{cls.__qualname__}" not in gx.registry.public_operators()
 
