@@ -5,6 +5,7 @@ bits, a Sentinel-1-like VV/VH scene and a DEM of the same synthetic world on dif
 See :mod:`georax.data.synthetic` for the recipe and the QA60 semantics.
 """
 
+from georax.data.catalog import DemoCatalog, write_demo_catalog
 from georax.data.synthetic import (
     DEFAULT_CRS,
     DEFAULT_ORIGIN,
@@ -35,6 +36,7 @@ __all__ = [
     "S1_SIGMA0",
     "S2_BANDS",
     "S2_REFLECTANCE",
+    "DemoCatalog",
     "S2Truth",
     "dem",
     "fusion_scenes",
@@ -42,5 +44,6 @@ __all__ = [
     "sentinel1_grd",
     "sentinel2_l1c",
     "sentinel2_truth",
+    "write_demo_catalog",
     "write_sample_cogs",
 ]
