@@ -298,7 +298,8 @@ class CatalogPipeline:
             if len(manifest) and not resume:
                 raise RunError(
                     f"{self.out_dir} already holds the manifest of a run ({len(manifest)} rows); "
-                    "pass resume=True to continue it, or use another output folder"
+                    "pass resume=True (georax run --resume) to continue it, or use another "
+                    "output folder"
                 )
             manifest.compact()  # drop a line truncated by a crash before appending to it
             tasks, broken = self._plan()
