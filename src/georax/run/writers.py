@@ -137,12 +137,12 @@ class Writer(abc.ABC):
         """
         if self.stats_table is None:
             return []
-        table = []
+        table, footprints = [], []
         for slice_, rec in rows:
+            footprints.append(_footprint(slice_))
             table.append(
                 {
                     "id": rec["row"],
-                    "geometry": _footprint(slice_),
                     "start_datetime": pd.Timestamp(slice_.time[0]) if slice_.time else pd.NaT,
                     "end_datetime": pd.Timestamp(slice_.time[1]) if slice_.time else pd.NaT,
                     "output": rec.get("output"),
@@ -152,7 +152,11 @@ class Writer(abc.ABC):
                     **{k: v for k, v in (rec.get("stats") or {}).items()},
                 }
             )
-        frame = gpd.GeoDataFrame(pd.DataFrame(table), geometry="geometry", crs="EPSG:4326")
+        columns = ["id", "start_datetime", "end_datetime", "output", "output_digest"]
+        frame = gpd.GeoDataFrame(
+            pd.DataFrame(table) if table else pd.DataFrame(columns=columns),
+            geometry=gpd.GeoSeries(footprints, crs="EPSG:4326"),
+        )
         path = self.path(self.stats_table)
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
         return [path]
