@@ -51,6 +51,18 @@ class KillOnce:
         return load_raster(slice_)
 
 
+class AlwaysKill:
+    """A loader that kills its own process every time it loads `row` (a poison row)."""
+
+    def __init__(self, row: str) -> None:
+        self.row = row
+
+    def __call__(self, slice_: GeoSlice) -> gx.GeoTensor:
+        if slice_.id == self.row:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return load_raster(slice_)
+
+
 class SlowLoader:
     """A loader that sleeps before loading (gives a test time to kill a run mid-way)."""
 
