@@ -20,9 +20,23 @@ import pytest
 import georax as gx
 import georax.data as gd
 from _run_support import seed_chain
-from georax.catalog import GeoSlice, RasterLoader, load_raster
+from georax.catalog import (
+    CatalogFormatError,
+    GeoSlice,
+    RasterLoader,
+    SliceError,
+    SliceTooLargeError,
+    load_raster,
+)
 from georax.core.errors import GeoraxError
-from georax.run import CogWriter, CompiledPipeline, StatsWriter, run_task
+from georax.run import (
+    CogWriter,
+    CompiledPipeline,
+    RowFailedError,
+    RunLockedError,
+    StatsWriter,
+    run_task,
+)
 from georax.run.rows import RowRunner
 
 PICKLERS: list[tuple[str, Callable[[Any], bytes], Callable[[bytes], Any]]] = [
@@ -89,3 +103,18 @@ def test_loaders_writers_and_runners_round_trip(name: str, dumps, loads, tmp_pat
         runner.pipeline
     )
     assert loads(dumps(run_task)) is run_task
+
+
+@pytest.mark.parametrize(("name", "dumps", "loads"), PICKLERS, ids=[p[0] for p in PICKLERS])
+def test_catalog_and_run_errors_cross_process_boundaries(name: str, dumps, loads) -> None:
+    errors = [
+        SliceError("crs", "is not a CRS"),
+        SliceTooLargeError("/x.tif", 10, 5),
+        CatalogFormatError("/c.csv: no footprint"),
+        RowFailedError("scene_001", "CorruptRasterError", "truncated"),
+        RunLockedError("/out: busy"),
+    ]
+    for error in errors:
+        again = loads(dumps(error))
+        assert type(again) is type(error) and str(again) == str(error)
+        assert vars(again) == vars(error)

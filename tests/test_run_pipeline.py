@@ -198,6 +198,15 @@ def test_max_failure_rate_aborts_early(flaky, tmp_path: Path) -> None:
         max_failure_rate=0.3,
     ).run(progress=False)
     assert report.failure_rate == pytest.approx(0.25) and report.done == 6
+    # a resumed run is judged on the catalog: the 2 retried failures are 2 of 8 rows, not 2 of 2
+    resumed = CatalogPipeline(
+        cat,
+        seed_chain(),
+        writer=CogWriter(tmp_path / "lenient"),
+        on_row_error="log_and_continue",
+        max_failure_rate=0.3,
+    ).run(progress=False, resume=True)
+    assert (resumed.skipped, resumed.failed, resumed.failure_rate) == (6, 2, pytest.approx(0.25))
 
 
 def test_resume_skips_done_rows_and_redoes_the_rest(flaky, tmp_path: Path) -> None:

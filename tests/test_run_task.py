@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def slices(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    demo = gd.write_demo_catalog(tmp_path_factory.mktemp("task"), 3, size=32)
+    demo = gd.write_demo_catalog(tmp_path_factory.mktemp("task"), 4, size=32, corrupt=[3])
     return [s.to_dict() for s in open_catalog(demo.catalog).iter_slices()]
 
 
@@ -102,3 +102,8 @@ def test_runs_in_a_spawned_worker(slices, tmp_path: Path, monkeypatch: pytest.Mo
         ).result()
     assert remote["content_key"] == local["content_key"]
     assert remote["output_digest"] == local["output_digest"]  # bit-identical in another process
+    # a failure arrives as its typed error (the GDAL errors chained behind it stay behind)
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        future = pool.submit(run_task, SEED_CHAIN_YAML, slices[3], str(tmp_path / "remote"))
+        with pytest.raises(gio.CorruptRasterError, match=r"scene_003\.tif"):
+            future.result()

@@ -8,6 +8,8 @@ catalog file or the column, and the problem. Raster read failures keep the types
 
 from __future__ import annotations
 
+from typing import Any
+
 from georax.core.errors import GeoraxError
 
 __all__ = [
@@ -21,8 +23,23 @@ __all__ = [
 ]
 
 
+def rebuild_error(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Unpickle an error without calling its ``__init__`` (see :meth:`CatalogError.__reduce__`)."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class CatalogError(GeoraxError, ValueError):
-    """Base class of the catalog errors."""
+    """Base class of the catalog errors.
+
+    Errors cross process boundaries (process pools, Dask, orchestrators pickle a failed task's
+    exception), so they pickle by their message and attributes, whatever their ``__init__``.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild_error, (type(self), self.args, dict(self.__dict__))
 
 
 class SliceError(CatalogError):

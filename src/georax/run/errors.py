@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from georax.catalog.errors import rebuild_error
 from georax.core.errors import GeoraxError
 
 __all__ = [
@@ -17,7 +18,11 @@ __all__ = [
 
 
 class RunError(GeoraxError, RuntimeError):
-    """Base class of the run errors."""
+    """Base class of the run errors (they pickle whatever their ``__init__``, like
+    :class:`~georax.catalog.CatalogError`, so they cross process boundaries)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild_error, (type(self), self.args, dict(self.__dict__))
 
 
 class RowFailedError(RunError):
@@ -51,7 +56,7 @@ class FailureRateExceededError(RunError):
         self.report = report
         self.max_failure_rate = max_failure_rate
         super().__init__(
-            f"run aborted: {report.failed} of {report.attempted} row(s) to run failed, so the "
+            f"run aborted: {report.failed} of the catalog's {report.total} row(s) failed, so the "
             f"failure rate will exceed max_failure_rate={max_failure_rate:g} whatever the rest "
             f"do; first errors: {list(report.errors[:3])}"
         )

@@ -29,7 +29,7 @@ What a run guarantees:
 - **Failure policy.** ``on_row_error="raise"`` stops at the first failed row
   (:class:`~georax.run.errors.RowFailedError`); ``"log_and_continue"`` records it and goes on,
   and ``max_failure_rate`` stops the run (:class:`~georax.run.errors.FailureRateExceededError`)
-  as soon as the failures make that rate certain to be exceeded.
+  as soon as the failures make that rate (over the catalog's rows) certain to be exceeded.
 """
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ class RunReport:
     - ``done``: rows completed in this run; ``skipped``: rows already done (resume);
       ``failed``: rows that failed in this run; ``attempted``: rows this run set out to do
       (``total - skipped``); ``total``: rows in the catalog.
-    - ``failure_rate``: ``failed / (done + failed)`` (0 when nothing ran).
+    - ``failure_rate``: ``failed / (done + skipped + failed)``: the fraction of the catalog's
+      rows finished so far that are failed (rows skipped because they were already done count as
+      successes, so a resumed run is judged on the catalog, not on its leftovers; 0 when nothing
+      ran).
     - ``compilations``: programs compiled, summed over worker processes.
     - ``errors``: ``(row, error type, message)`` of each failure.
     - ``out_dir``, ``manifest``: where the outputs and the manifest are.
@@ -141,8 +144,9 @@ class CatalogPipeline:
     - `executor`: an :class:`~georax.run.executors.Executor` or ``"local"``, ``"process"``,
       ``"dask"`` (default local).
     - `on_row_error`: ``"raise"`` (default) or ``"log_and_continue"``.
-    - `max_failure_rate`: with ``"log_and_continue"``, stop once more than this fraction of
-      the rows to run is certain to fail (None: never stop).
+    - `max_failure_rate`: with ``"log_and_continue"``, stop as soon as more than this fraction
+      of the catalog's rows is certain to end failed, whatever the remaining rows do (rows
+      already done count as successes; None: never stop).
     - `batch_size`: run up to this many rows of one shape as one vmap-batched call.
 
     **Raises:** :class:`~georax.run.errors.RunError` for bad arguments,
@@ -362,11 +366,11 @@ class CatalogPipeline:
         if self.on_row_error == "raise":
             raise RowFailedError(r.row, r.error_type or "Error", r.error or "") from r.exception
         rate = self.max_failure_rate
-        if rate is not None and state.failed > rate * state.attempted:
+        if rate is not None and state.failed > rate * state.total:
             raise FailureRateExceededError(self._report(state, t_start), rate)
 
     def _report(self, state: _RunState, t_start: float) -> RunReport:
-        finished = state.done + state.failed
+        finished = state.done + state.skipped + state.failed
         return RunReport(
             done=state.done,
             skipped=state.skipped,

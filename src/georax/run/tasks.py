@@ -39,6 +39,7 @@ import georax.array
 import georax.geo
 import georax.patch
 from georax.catalog import GeoSlice, load_raster
+from georax.core.errors import GeoraxError
 from georax.core.hashing import config_hash, pipeline_digest
 from georax.core.operator import Operator
 from georax.core.registry import public_operators
@@ -131,6 +132,22 @@ def run_task(
     :class:`~georax.run.errors.RunError`; every one is a typed georax error, so an
     orchestrator can decide which ones are worth a retry.
     """
+    try:
+        return _run(pipeline_yaml, slice_dict, out_dir)
+    except GeoraxError as e:
+        # Orchestrators pickle a failed task's exception back to the scheduler; the chained
+        # GDAL/rasterio errors behind a typed georax error do not pickle (their text is already
+        # in its message), so the typed error travels alone.
+        e.__cause__ = e.__context__ = None
+        e.__suppress_context__ = True
+        raise
+
+
+def _run(
+    pipeline_yaml: str | os.PathLike[str],
+    slice_dict: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+) -> dict[str, Any]:
     _, digest, chash, compiled = _pipeline(_pipeline_text(pipeline_yaml))
     slice_ = GeoSlice.from_dict(slice_dict)
     result = compiled(load_raster(slice_))
