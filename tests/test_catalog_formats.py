@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pystac
 import pytest
+import rasterio
 import shapely
 
 import georax.data as gd
@@ -138,6 +139,17 @@ def test_folder_scan_keeps_unreadable_files_as_failing_rows(tmp_path: Path, demo
     with pytest.raises(CorruptRasterError, match=r"garbage\.tif"):
         cat.slice_of(row)
     assert len(cat.query((-180, -90, 180, 90))) == N  # no footprint: never matches a box
+
+
+def test_folder_scan_reads_the_tiff_datetime_tag(tmp_path: Path) -> None:
+    gt = gd.sentinel2_l1c(16, seed=3)
+    path = tmp_path / "tagged.tif"
+    gio.write(gt, path)
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(TIFFTAG_DATETIME="2024:07:14 09:15:00")
+    cat = open_catalog(tmp_path)
+    assert cat.slice_of("tagged").time == ("2024-07-14T09:15:00Z",) * 2
+    assert cat.query(time="2024-07-14T09:15:00").ids == ("tagged",)
 
 
 def test_format_errors_are_typed(tmp_path: Path, demos) -> None:
