@@ -155,6 +155,8 @@ def test_folder_scan_reads_the_tiff_datetime_tag(tmp_path: Path) -> None:
 def test_format_errors_are_typed(tmp_path: Path, demos) -> None:
     with pytest.raises(CatalogNotFoundError):
         open_catalog(tmp_path / "nope.parquet")
+    with pytest.raises(CatalogFormatError, match="needs a path"):
+        open_catalog(123)  # type: ignore[arg-type]
     (tmp_path / "x.txt").write_text("id,uri\n")
     with pytest.raises(CatalogFormatError, match="unknown catalog format"):
         open_catalog(tmp_path / "x.txt")

@@ -132,3 +132,23 @@ def test_read_tile_mosaics_the_rows_under_it(cat) -> None:
     assert (parts[0] != 0).any() and (parts[1] != 0).any() and (values != 0).all()
     with pytest.raises(EmptyQueryError, match="no row intersects"):
         cat.read_tile((0.0, 0.0, 1000.0, 1000.0), 16, "EPSG:3857")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.query(bbox=5),
+        lambda c: c.query(bbox=(0.0, 1.0)),
+        lambda c: c.query(bbox="0,0,1,1"),
+        lambda c: c.query(bbox=(0, 0, 1, 1), bbox_crs="EPSG:0"),
+        lambda c: next(c.iter_random_slices((8,), 1, jax.random.key(0))),
+        lambda c: next(c.iter_random_slices(0, 1, jax.random.key(0))),
+        lambda c: next(c.iter_random_slices(8, 1.5, jax.random.key(0))),
+        lambda c: c.read_tile(None, 16),
+        lambda c: c.read_tile((0, 0, 1, 1), 0),
+        lambda c: c.sample(True, jax.random.key(0)),
+    ],
+)
+def test_hostile_arguments_get_typed_errors(cat, call) -> None:
+    with pytest.raises(CatalogQueryError):
+        call(cat)

@@ -84,6 +84,8 @@ def test_untrusted_documents_and_bad_slices_are_refused(slices, tmp_path: Path) 
         run_task(SEED_CHAIN_YAML, {**slices[0], "uri": None}, tmp_path)
     with pytest.raises(SliceError, match="unknown keys"):
         run_task(SEED_CHAIN_YAML, {**slices[0], "payload": 1}, tmp_path)
+    with pytest.raises(RunError, match="out_dir must be a path"):
+        run_task(SEED_CHAIN_YAML, slices[0], None)  # type: ignore[arg-type]
     with pytest.raises(RunError, match="YAML text or a path"):
         run_task(42, slices[0], tmp_path)  # type: ignore[arg-type]
     fifo = tmp_path / "fifo.yaml"

@@ -81,7 +81,10 @@ def open_catalog(
     **Raises:** :class:`~georax.catalog.errors.CatalogNotFoundError`,
     :class:`~georax.catalog.errors.CatalogFormatError` naming the file and the problem.
     """
-    p = os.fspath(path)
+    try:
+        p = os.fspath(path)
+    except TypeError:
+        raise CatalogFormatError(f"open_catalog needs a path, got {path!r}") from None
     local = not is_remote(p)
     if local and not os.path.exists(p):
         raise CatalogNotFoundError(f"{p}: no such catalog file or folder")

@@ -126,6 +126,16 @@ def _as_key(key: Any, who: str) -> jax.Array:
     return key
 
 
+def _numbers(value: Any, n: int, what: str, who: str) -> tuple[Any, ...]:
+    """``value`` as a tuple of `n` items, or a typed error naming what was expected."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        raise CatalogQueryError(f"{who}: {what} must be a sequence of {n} numbers, got {value!r}")
+    items = tuple(value)
+    if len(items) != n:
+        raise CatalogQueryError(f"{who}: {what} must have {n} numbers, got {value!r}")
+    return items
+
+
 def _positive_int(v: Any, name: str, who: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or int(v) < 1:
         raise CatalogQueryError(f"{who}: {name} must be an int >= 1, got {v!r}")
@@ -234,7 +244,7 @@ class Catalog:
 
     def _bbox_mask(self, bbox: Sequence[float], bbox_crs: Any) -> np.ndarray:
         try:
-            box = GeoSlice(tuple(bbox), bbox_crs, (1, 1))  # validates the box and the CRS
+            box = GeoSlice(_numbers(bbox, 4, "bbox", "query"), bbox_crs, (1, 1))  # validates
         except SliceError as e:
             raise CatalogQueryError(f"query bbox {bbox!r} in {bbox_crs!r}: {e.problem}") from None
         left, bottom, right, top = box.bounds
@@ -364,7 +374,10 @@ class Catalog:
 
         **Yields:** :class:`GeoSlice` objects with ids ``"{row id}/{k}"``.
         """
-        ch, cw = (chip_size, chip_size) if isinstance(chip_size, int) else tuple(chip_size)
+        if isinstance(chip_size, int | np.integer):
+            ch = cw = chip_size
+        else:
+            ch, cw = _numbers(chip_size, 2, "chip_size", "iter_random_slices")
         ch = _positive_int(ch, "chip_size", "iter_random_slices")
         cw = _positive_int(cw, "chip_size", "iter_random_slices")
         n = _positive_int(n, "n", "iter_random_slices")
@@ -431,7 +444,7 @@ class Catalog:
         tile, and the loading errors of :func:`~georax.catalog.load_raster`.
         """
         try:
-            tile = GeoSlice(tuple(bounds), crs, size, bands=bands)
+            tile = GeoSlice(_numbers(bounds, 4, "bounds", "read_tile"), crs, size, bands=bands)
         except SliceError as e:
             raise CatalogQueryError(f"read_tile: {e}") from None
         hits = self.query(tile.bounds, bbox_crs=tile.crs)

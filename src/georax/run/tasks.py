@@ -148,6 +148,8 @@ def _run(
     slice_dict: Mapping[str, Any],
     out_dir: str | os.PathLike[str],
 ) -> dict[str, Any]:
+    if not isinstance(out_dir, str | os.PathLike):
+        raise RunError(f"out_dir must be a path, got {out_dir!r}")
     _, digest, chash, compiled = _pipeline(_pipeline_text(pipeline_yaml))
     slice_ = GeoSlice.from_dict(slice_dict)
     result = compiled(load_raster(slice_))

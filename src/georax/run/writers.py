@@ -105,7 +105,10 @@ class Writer(abc.ABC):
             not isinstance(stats_table, str) or os.path.basename(stats_table) != stats_table
         ):
             raise RunError(f"stats_table={stats_table!r} must be a plain file name")
-        self.out_dir = os.path.abspath(os.fspath(out_dir))
+        try:
+            self.out_dir = os.path.abspath(os.fspath(out_dir))
+        except TypeError:
+            raise RunError(f"out_dir must be a path, got {out_dir!r}") from None
         self.stats_table = stats_table
 
     @abc.abstractmethod
