@@ -129,6 +129,21 @@ def test_plain_parquet_with_wkt(tmp_path: Path, demos) -> None:
     assert cat.ids == ("x",) and cat.slice_of("x").time == ("2024-01-02T00:00:00Z",) * 2
 
 
+def test_stac_geoparquet_assets_column(tmp_path: Path, demos) -> None:
+    """stac-geoparquet keeps hrefs in an ``assets`` struct: the data asset is the raster."""
+    frame = gpd.read_parquet(demos["parquet"].catalog).drop(columns=["uri"])
+    frame["assets"] = [
+        {
+            "thumbnail": {"href": "thumb.png", "roles": ["thumbnail"]},
+            "data": {"href": f"scenes/{i}.tif", "roles": ["data"]},
+        }
+        for i in frame["id"]
+    ]
+    frame.to_parquet(Path(demos["parquet"].root) / "stac.parquet")
+    cat = open_catalog(Path(demos["parquet"].root) / "stac.parquet")
+    assert [cat.slice_of(i).uri for i in cat.ids] == list(demos["parquet"].scenes)
+
+
 def test_folder_scan_keeps_unreadable_files_as_failing_rows(tmp_path: Path, demos) -> None:
     folder = tmp_path / "cogs"
     shutil.copytree(Path(demos["folder"].catalog), folder)
