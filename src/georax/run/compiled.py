@@ -9,11 +9,12 @@ compiled program.
 
 That is only correct for pipelines that are *translation-equivariant*: moving the input moves
 the output and changes nothing else. Every pixel-wise, neighbourhood and patch operator is; an
-operator that resamples onto a fixed target grid is not. So before reusing a program across
-positions, each new signature is probed once with :func:`jax.eval_shape` (a trace, no compile,
-no FLOPs) at two positions; if the outputs' georeferencing does not move with the input -- or
-anything else differs -- that signature falls back to one compilation per position, and the
-result is still exact.
+operator that resamples onto a fixed target grid is not. So the first input of each signature is
+checked: its output (computed at origin 0) is compared with one :func:`jax.eval_shape` of the
+pipeline at another position (a trace, no compile, no FLOPs); if the outputs' georeferencing
+does not move with the input -- or anything else differs -- that signature falls back to one
+compilation per position (one extra compilation, the probe's, is then wasted) and the result is
+still exact.
 
 ``traces`` counts the compilations (a counter incremented at trace time), which is what the
 run report and the tests check against the number of distinct shapes.
@@ -222,23 +223,22 @@ class CompiledPipeline:
         """How many programs have been traced (= compiled) so far."""
         return self._counter.traces
 
-    def _shareable(self, sig: Signature, frame: _Frame) -> bool:
-        """Probe (once per signature) whether outputs move with the input and nothing else."""
-        if not self.rebase or sig.frame is None:
-            return False
-        known = self._probed.get(sig)
-        if known is not None:
-            return known
+    def _moves_with_input(self, sig: Signature, frame: _Frame, base: Any = None) -> bool:
+        """Whether outputs move with the input and nothing else changes (one abstract trace
+        at another position; `base` is the output at origin 0 when it is already at hand)."""
         a, b, d, e = frame.linear
         dx, dy = frame.origin
         if dx == 0.0 and dy == 0.0:  # probe with a whole-pixel shift instead
             dx, dy = 1024 * (a + b), 1024 * (d + e)
         spec = jax.ShapeDtypeStruct(sig.shape, jnp.dtype(sig.dtype))
-        base = jax.eval_shape(lambda v: self.pipeline(frame.at((0.0, 0.0)).carrier(v)), spec)
+        if base is None:
+            base = jax.eval_shape(lambda v: self.pipeline(frame.at((0.0, 0.0)).carrier(v)), spec)
+        else:
+            base = jax.tree_util.tree_map(
+                lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype) if eqx.is_array(v) else v, base
+            )
         moved = jax.eval_shape(lambda v: self.pipeline(frame.at((dx, dy)).carrier(v)), spec)
-        ok = _equivariant(base, moved, dx, dy)
-        self._probed[sig] = ok
-        return ok
+        return _equivariant(base, moved, dx, dy)
 
     def __call__(self, x: Any) -> Any:
         """Run the pipeline on one input (an array or a GeoTensor)."""
@@ -247,10 +247,15 @@ class CompiledPipeline:
         if not isinstance(x, GeoTensor):
             return self._one(self.pipeline, x, None)
         frame = _Frame.of(x)
-        if self._shareable(sig, frame):
-            out = self._one(self.pipeline, x.values, frame.at((0.0, 0.0)))
-            return _shift(out, *frame.origin)
-        return self._one(self.pipeline, x.values, frame)
+        shareable = self._probed.get(sig) if self.rebase else False
+        if shareable is False:
+            return self._one(self.pipeline, x.values, frame)
+        out = self._one(self.pipeline, x.values, frame.at((0.0, 0.0)))
+        if shareable is None:  # first input of this signature: check the program may be shared
+            shareable = self._probed[sig] = self._moves_with_input(sig, frame, out)
+            if not shareable:  # position-dependent: this input gets its own exact program
+                return self._one(self.pipeline, x.values, frame)
+        return _shift(out, *frame.origin)
 
     def batch(self, xs: Sequence[Any]) -> list[Any]:
         """Run inputs of one signature as a single vmap-batched call (outputs in order).
@@ -273,7 +278,10 @@ class CompiledPipeline:
                 for i in range(len(xs))
             ]
         frames = [_Frame.of(x) for x in xs]
-        if not self._shareable(sig, frames[0]):
+        shareable = self._probed.get(sig) if self.rebase else False
+        if shareable is None:
+            shareable = self._probed[sig] = self._moves_with_input(sig, frames[0])
+        if not shareable:
             return [self(x) for x in xs]
         values = jnp.stack([x.values for x in xs])
         out = self._many(self.pipeline, values, frames[0].at((0.0, 0.0)))

@@ -62,24 +62,23 @@ def row_stats(result: Any) -> dict[str, Any]:
             "GeoTensor per row"
         )
     values = np.asarray(values_of(result))
-    flat = values.astype(np.float64, copy=False).reshape(-1) if values.size else np.zeros(0)
-    valid = np.isfinite(flat)
+    valid = np.isfinite(values) if values.dtype.kind in "fc" else np.ones(values.shape, bool)
     fill = getattr(result, "fill_value", None)
     if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
-        valid &= flat != fill
-    good = flat[valid]
+        valid &= values != fill
+    good = values[valid]  # one copy of the valid pixels, in their own dtype
     bands = int(values.shape[-3]) if values.ndim >= 3 else 1
     if good.size == 0:
         stats = dict.fromkeys(("mean", "std", "min", "max"))
-    else:
+    else:  # float64 accumulators, no float64 copy of the pixels
         stats = {
-            "mean": _json_float(good.mean()),
-            "std": _json_float(good.std()),
-            "min": _json_float(good.min()),
-            "max": _json_float(good.max()),
+            "mean": _json_float(float(good.mean(dtype=np.float64))),
+            "std": _json_float(float(good.std(dtype=np.float64))),
+            "min": _json_float(float(good.min())),
+            "max": _json_float(float(good.max())),
         }
-    fraction = float(valid.mean()) if flat.size else 0.0
-    return {**stats, "valid_fraction": fraction, "pixels": int(flat.size), "bands": bands}
+    fraction = float(np.count_nonzero(valid) / valid.size) if valid.size else 0.0
+    return {**stats, "valid_fraction": fraction, "pixels": int(values.size), "bands": bands}
 
 
 def _footprint(slice_: GeoSlice) -> Any:
