@@ -120,6 +120,15 @@ class PinToGrid(gx.Operator):
         return x.replace(transform=Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4600000.0))
 
 
+class NeedsPlace(gx.Operator):
+    """Test-only: refuses scenes west of x=1000 m (as a reprojection off its zone would)."""
+
+    def __call__(self, x, *, key=None):
+        if x.transform.c < 1000:
+            raise gx.errors.DataError("NeedsPlace: the scene is outside the zone")
+        return x.replace(values=x.values * 2)
+
+
 def test_position_dependent_pipelines_fall_back_to_exact_compiles(mixed) -> None:
     slices = open_catalog(mixed.catalog).iter_slices()
     gts = [load_raster(s) for s in slices if s.shape == (24, 24)]
@@ -132,6 +141,12 @@ def test_position_dependent_pipelines_fall_back_to_exact_compiles(mixed) -> None
     assert moving.traces == 1  # one shape, three positions: one program
     # the probe saw the output not move: one program per position (+1: the probe's own)
     assert pinned.traces == 3 + 1
+    placed = CompiledPipeline(NeedsPlace())  # fails at the rebased origin: exact programs
+    for gt in gts:
+        out = placed(gt)
+        assert out.transform == gt.transform
+        np.testing.assert_array_equal(np.asarray(out.values), np.asarray(gt.values) * 2)
+    assert placed.traces == 1 + 3  # the failed rebased attempt, then one per position
     plain = CompiledPipeline(seed_chain())
     np.testing.assert_allclose(
         np.asarray(plain(np.asarray(gts[0].values))),

@@ -231,13 +231,19 @@ class CompiledPipeline:
         if dx == 0.0 and dy == 0.0:  # probe with a whole-pixel shift instead
             dx, dy = 1024 * (a + b), 1024 * (d + e)
         spec = jax.ShapeDtypeStruct(sig.shape, jnp.dtype(sig.dtype))
-        if base is None:
-            base = jax.eval_shape(lambda v: self.pipeline(frame.at((0.0, 0.0)).carrier(v)), spec)
-        else:
-            base = jax.tree_util.tree_map(
-                lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype) if eqx.is_array(v) else v, base
-            )
-        moved = jax.eval_shape(lambda v: self.pipeline(frame.at((dx, dy)).carrier(v)), spec)
+        try:
+            if base is None:
+                base = jax.eval_shape(
+                    lambda v: self.pipeline(frame.at((0.0, 0.0)).carrier(v)), spec
+                )
+            else:
+                base = jax.tree_util.tree_map(
+                    lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype) if eqx.is_array(v) else v,
+                    base,
+                )
+            moved = jax.eval_shape(lambda v: self.pipeline(frame.at((dx, dy)).carrier(v)), spec)
+        except Exception:  # the pipeline cannot even run at another position: position-bound
+            return False
         return _equivariant(base, moved, dx, dy)
 
     def __call__(self, x: Any) -> Any:
@@ -250,7 +256,15 @@ class CompiledPipeline:
         shareable = self._probed.get(sig) if self.rebase else False
         if shareable is False:
             return self._one(self.pipeline, x.values, frame)
-        out = self._one(self.pipeline, x.values, frame.at((0.0, 0.0)))
+        try:
+            out = self._one(self.pipeline, x.values, frame.at((0.0, 0.0)))
+        except Exception:
+            if shareable is not None:
+                raise
+            # e.g. a reprojection that fails at origin 0: this input's own position decides
+            out = self._one(self.pipeline, x.values, frame)
+            self._probed[sig] = False
+            return out
         if shareable is None:  # first input of this signature: check the program may be shared
             shareable = self._probed[sig] = self._moves_with_input(sig, frame, out)
             if not shareable:  # position-dependent: this input gets its own exact program
