@@ -15,10 +15,12 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 from georax.core.errors import SerializationError
 from georax.core.sandbox import SandboxLimitError
 
-__all__ = ["open_regular_file", "read_regular_file"]
+__all__ = ["check_npy_header", "open_regular_file", "read_regular_file"]
 
 _CHUNK = 1 << 20
 
@@ -96,6 +98,51 @@ def read_regular_file(path: str | os.PathLike[str], limit: int, what: str) -> by
     if total > limit:  # the file grew after fstat
         raise SandboxLimitError("max_bytes", total, limit, f"{what} {p}")
     return b"".join(chunks)
+
+
+def check_npy_header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a ``.npy`` record declares, refused if its data cannot be there.
+
+    NumPy allocates the array its header declares *before* reading the data, so a 100-byte
+    record whose header says ``shape: (60000, 60000)`` asks for 13 GiB. This reads the header
+    at ``f``'s position (the position is restored) and refuses a record whose data would need
+    more bytes than remain in ``f``, or that holds Python objects, before anything is allocated.
+
+    **Arguments:**
+
+    - `f`: a seekable binary stream positioned at the record's magic string.
+    - `what`: what the record is, for messages.
+
+    **Returns:** ``(shape, dtype)`` as declared.
+
+    **Raises:** :class:`~georax.errors.SerializationError` naming `what` and the problem.
+    """
+    start = f.tell()
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+        data_at = f.tell()
+        available = f.seek(0, os.SEEK_END) - data_at
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise SerializationError(f"{what}: not a valid .npy record: {e}") from None
+    finally:
+        f.seek(start)
+    if dtype.hasobject:
+        raise SerializationError(f"{what}: .npy record holds Python objects ({dtype}); refused")
+    needed = dtype.itemsize
+    for n in shape:
+        needed *= n
+    if needed > available:
+        raise SerializationError(
+            f"{what}: .npy header declares {dtype}{list(shape)} ({needed} bytes) but only "
+            f"{available} bytes of data follow it"
+        )
+    return tuple(shape), dtype
 
 
 def _kind(mode: int) -> str:

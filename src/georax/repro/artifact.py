@@ -69,7 +69,7 @@ import numpy as np
 from georax.core import registry
 from georax.core.carrier import Carrier
 from georax.core.errors import GeoraxError, SerializationError
-from georax.core.files import read_regular_file
+from georax.core.files import check_npy_header, read_regular_file
 from georax.core.graph import Graph
 from georax.core.operator import Operator
 from georax.core.params import PIPELINE_FILE, ParamsIntegrityError
@@ -190,8 +190,12 @@ def _read_bytes(path: Path, name: str, when: str) -> bytes:
 def _decode_file(data: bytes, suffix: str, what: str) -> Any:
     """An input file's value from its bytes: ``.npy`` with NumPy, anything else as a raster."""
     if suffix.lower() == ".npy":
+        f = io.BytesIO(data)
         try:
-            return np.load(io.BytesIO(data), allow_pickle=False)
+            check_npy_header(f, what)  # nothing is allocated for a header that lies
+            return np.load(f, allow_pickle=False)
+        except SerializationError as e:
+            raise ReproError(str(e)) from None
         except (ValueError, OSError, EOFError) as e:
             raise ReproError(f"{what}: not a valid .npy file: {e}") from None
     with tempfile.TemporaryDirectory(prefix="georax-input-") as tmp:
