@@ -1,0 +1,132 @@
+"""Hostile input found by a second, independent probe of issue 16 (new cases, one test per cause).
+
+Each test asserts the mechanism that refuses the input (which error, naming what); the thread
+waits are generous hang guards, not timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+
+import georax as gx
+from georax.cli import main
+from georax.core.files import check_npy_header, open_regular_file
+from georax.core.params import ParamsIntegrityError
+from georax.errors import ArtifactFormatError, ReproError, SerializationError
+from georax.repro.payload import decode_array
+
+CAP_S = 20.0  # a hang guard, not a benchmark
+
+
+def _returns(fn: Callable[[], Any]) -> BaseException | None:
+    """Run ``fn`` in a thread; the exception it raised (None if it returned), or fail on a hang."""
+    done = threading.Event()
+    raised: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            fn()
+        except BaseException as e:
+            raised.append(e)
+        done.set()
+
+    threading.Thread(target=attempt, daemon=True).start()
+    assert done.wait(CAP_S), "blocked on a special file"
+    return raised[0] if raised else None
+
+
+# --------------------------------------------------------------------------------------
+# Cause 4: every reader refuses special files (repro artifacts, inputs, lock files, the CLI)
+# --------------------------------------------------------------------------------------
+def test_an_artifact_that_is_a_fifo_or_a_device_is_refused_unread(tmp_path: Path) -> None:
+    fifo = tmp_path / "a.tar.gz"
+    os.mkfifo(fifo)
+    e = _returns(lambda: gx.repro.load(fifo))
+    assert isinstance(e, ArtifactFormatError) and "FIFO" in str(e)
+    e = _returns(lambda: gx.repro.load("/dev/zero"))
+    assert isinstance(e, ArtifactFormatError) and "character device" in str(e)
+
+
+def test_freeze_refuses_special_input_and_lock_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "x.npy"
+    os.mkfifo(fifo)
+    e = _returns(lambda: gx.repro.freeze(gx.Identity(), {"x": str(fifo)}))
+    assert isinstance(e, ReproError) and "'x'" in str(e) and "FIFO" in str(e)
+    e = _returns(lambda: gx.repro.freeze(gx.Identity(), {"x": "/dev/zero"}))
+    assert isinstance(e, ReproError) and "character device" in str(e)
+    x = np.ones((1, 2, 2), np.float32)
+    e = _returns(lambda: gx.repro.freeze(gx.Identity(), {"x": x}, deps_lock="/dev/zero"))
+    assert isinstance(e, ReproError) and "deps_lock" in str(e)
+
+
+def test_repro_commands_refuse_special_documents(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    fifo = tmp_path / "old.yaml"
+    os.mkfifo(fifo)
+    new = tmp_path / "new.yaml"
+    new.write_text("{_target_: georax.Identity}")
+    for argv in (["diff", str(fifo), str(new)], ["diff", str(new), "/dev/zero"]):
+        codes: list[int] = []
+        assert _returns(lambda argv=argv, codes=codes: codes.append(main(argv))) is None
+        assert codes == [1]
+        assert "not a regular file" in capsys.readouterr().err
+
+
+def test_open_regular_file_reads_normally_and_refuses_the_rest(tmp_path: Path) -> None:
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"abc")
+    with open_regular_file(f, "thing") as fh:
+        assert fh.read() == b"abc"
+    with pytest.raises(SerializationError, match=r"thing .* directory"):
+        open_regular_file(tmp_path, "thing")
+
+
+# --------------------------------------------------------------------------------------
+# Cause 2 (and 6): a .npy header that lies about its size allocates nothing
+# --------------------------------------------------------------------------------------
+def _lying_npy(shape: tuple[int, ...]) -> bytes:
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    return f.getvalue() + b"\0" * 16
+
+
+def test_a_lying_npy_header_is_refused_before_numpy_allocates(tmp_path: Path) -> None:
+    data = _lying_npy((60000, 60000))  # 13 GiB declared, 16 bytes present
+    with pytest.raises(SerializationError, match=r"declares float32\[60000, 60000\]"):
+        check_npy_header(io.BytesIO(data), "x")
+    (tmp_path / "x.npy").write_bytes(data)
+    with pytest.raises(ReproError, match="14400000000 bytes"):
+        gx.repro.freeze(gx.Identity(), {"x": str(tmp_path / "x.npy")})
+    with pytest.raises(ArtifactFormatError, match="14400000000 bytes"):
+        decode_array(data, "float32", "member inputs/000.npy")
+    # an honest record passes, and the stream is left where it was
+    f = io.BytesIO()
+    np.save(f, np.arange(6, dtype=np.int16).reshape(2, 3))
+    f.seek(0)
+    assert check_npy_header(f, "x") == ((2, 3), np.dtype(np.int16)) and f.tell() == 0
+
+
+def test_a_params_file_whose_header_lies_is_refused_unallocated(tmp_path: Path) -> None:
+    op = gx.geo.radiometry.Normalize(mean=jnp.arange(300.0), std=jnp.arange(1.0, 301.0))
+    saved = gx.save(gx.Sequential([op]), tmp_path / "s")
+    blob = saved.params_path.read_bytes()
+    lying = blob.replace(b"'shape': (300,)", b"'shape': (900000000,)", 1)
+    assert lying != blob
+    doc = yaml.safe_load(saved.yaml_path.read_text())  # the attacker re-records size and digest
+    doc["params"].update(sha256=hashlib.sha256(lying).hexdigest(), bytes=len(lying))
+    saved.yaml_path.write_text(yaml.safe_dump(doc))
+    saved.params_path.write_bytes(lying)
+    with pytest.raises(ParamsIntegrityError, match=r"declares float32\[900000000\]"):
+        gx.load(tmp_path / "s")
