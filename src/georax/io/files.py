@@ -205,9 +205,11 @@ def remove_stale_temporaries(path: str) -> list[str]:
             continue
         # temporaries first, the lock last: a temporary never exists without its lock
         for entry in sorted(entries, key=lambda e: e.endswith(".lock")):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.remove(os.path.join(directory, entry))
-                removed.append(entry)
+            except OSError:  # gone already, or not ours to remove (a directory): leave it
+                continue
+            removed.append(entry)
     return removed
 
 
