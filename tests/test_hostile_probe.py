@@ -7,6 +7,7 @@ waits are generous hang guards, not timings.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import os
 import threading
@@ -130,3 +131,51 @@ def test_a_params_file_whose_header_lies_is_refused_unallocated(tmp_path: Path) 
     saved.params_path.write_bytes(lying)
     with pytest.raises(ParamsIntegrityError, match=r"declares float32\[900000000\]"):
         gx.load(tmp_path / "s")
+
+
+# --------------------------------------------------------------------------------------
+# Cause 8: a bad CLI argument is a usage error, never a traceback
+# --------------------------------------------------------------------------------------
+def test_validate_with_an_unknown_import_is_a_clean_error(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    doc = tmp_path / "p.yaml"
+    doc.write_text("{_target_: georax.Identity}")
+    assert main(["validate", str(doc), "--import", "no_such_module_xyz"]) == 1
+    err = capsys.readouterr().err
+    assert "--import no_such_module_xyz" in err and "No module named" in err
+
+
+# --------------------------------------------------------------------------------------
+# Cause 10: what sits where a stale temporary would be does not break the next write
+# --------------------------------------------------------------------------------------
+def test_a_directory_named_like_a_stale_temporary_does_not_break_writes(tmp_path: Path) -> None:
+    squatter = tmp_path / ".o.tif.99999999-0123456789ab.tmp"  # no live writer has pid 99999999
+    squatter.mkdir()
+    (squatter / "keep").write_text("x")
+    stale = tmp_path / ".o.tif.99999998-0123456789ab.tmp"
+    stale.write_text("left by a killed writer")
+    values = jnp.arange(16.0).reshape(1, 4, 4)
+    gt = gx.GeoTensor(values, (10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0), "EPSG:32633")
+    gx.io.write(gt, tmp_path / "o.tif")
+    np.testing.assert_array_equal(gx.io.read(tmp_path / "o.tif").values, values)
+    assert not stale.exists()  # the real stale temporary is still cleaned
+    assert (squatter / "keep").read_text() == "x"  # a directory is not ours to delete
+
+
+# --------------------------------------------------------------------------------------
+# Cause 11: example 06's handler never raises, also when a QC check fails at run time
+# --------------------------------------------------------------------------------------
+def test_example_06_handler_reports_a_qc_failure_in_compiled_code() -> None:
+    path = Path(__file__).resolve().parents[1] / "examples" / "06_user_uploaded_pipelines.py"
+    spec = importlib.util.spec_from_file_location("example_06", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    scene = gx.GeoTensor(
+        jnp.ones((7, 32, 32)), (10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0), "EPSG:32633"
+    )
+    text = "{_target_: georax.array.qc.AssertValueRange, vmin: 5.0, vmax: 6.0}"
+    result = example.handle(text, scene, {})
+    assert result["status"] == "refused"
+    assert (
+        "failed at run time: QCError" in result["reason"] and "AssertValueRange" in result["reason"]
+    )
