@@ -162,7 +162,10 @@ def save(
         "pipeline": cfg,
     }
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where the directory should be, a read-only parent...
+        raise SerializationError(f"cannot save to {root}: {e.strerror or e}") from None
     params_path, yaml_path = root / name, root / PIPELINE_FILE
     _atomic_write(params_path, blob)
     _atomic_write(yaml_path, dump_config_yaml(doc).encode("utf-8"))
