@@ -208,3 +208,31 @@ def test_a_swallowed_deadline_interruption_is_raised_again() -> None:
                     raise
     assert swallowed == 3 and e.value.stage == "time"
     time.sleep(0.3)  # nothing is raised after the deadline has exited
+
+
+# --------------------------------------------------------------------------------------
+# Cause 4 (catalogs) and 9: more readers and writers that leaked bare exceptions
+# --------------------------------------------------------------------------------------
+def test_a_catalog_that_is_a_special_file_is_refused_unread(tmp_path: Path) -> None:
+    fifo = tmp_path / "c.parquet"
+    os.mkfifo(fifo)
+    link = tmp_path / "c.json"
+    link.symlink_to("/dev/zero")
+    for path in (fifo, link):
+        e = _returns(lambda path=path: gx.catalog.open_catalog(path))
+        assert isinstance(e, gx.errors.CatalogFormatError) and "not a regular file" in str(e)
+
+
+def test_a_stac_document_of_the_wrong_shape_is_a_format_error(tmp_path: Path) -> None:
+    doc = tmp_path / "c.json"
+    doc.write_text('{"type": "FeatureCollection", "features": [{"type": 1}]}')
+    with pytest.raises(gx.errors.CatalogFormatError, match="cannot read the STAC document"):
+        gx.catalog.open_catalog(doc)
+
+
+def test_saving_onto_a_file_is_a_serialization_error(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("not a directory")
+    with pytest.raises(SerializationError, match=r"cannot save to .*f: File exists"):
+        gx.save(gx.Identity(), target)
+    assert target.read_text() == "not a directory"
