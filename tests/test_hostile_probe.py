@@ -236,3 +236,37 @@ def test_saving_onto_a_file_is_a_serialization_error(tmp_path: Path) -> None:
     with pytest.raises(SerializationError, match=r"cannot save to .*f: File exists"):
         gx.save(gx.Identity(), target)
     assert target.read_text() == "not a directory"
+
+
+# --------------------------------------------------------------------------------------
+# Cause 4 (rasters): a VRT cannot lead GDAL to a special file
+# --------------------------------------------------------------------------------------
+_VRT = (
+    '<VRTDataset rasterXSize="4" rasterYSize="4"><VRTRasterBand dataType="Byte" band="1">'
+    '<SimpleSource><SourceFilename relativeToVRT="{rel}">{src}</SourceFilename>'
+    "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+)
+
+
+def test_a_vrt_whose_source_is_a_special_file_is_refused_before_gdal_opens_it(
+    tmp_path: Path,
+) -> None:
+    os.mkfifo(tmp_path / "pipe.tif")
+    cases = {
+        "fifo.vrt": _VRT.format(rel=1, src="pipe.tif"),  # relative to the VRT
+        "zero.vrt": _VRT.format(rel=0, src="/dev/zero"),
+        "gz.vrt": _VRT.format(rel=0, src="/vsigzip//dev/zero"),
+        "nested.vrt": _VRT.format(rel=1, src="fifo.vrt"),  # a VRT of a VRT of a FIFO
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    for name in cases:
+        e = _returns(lambda name=name: gx.io.read(tmp_path / name))
+        assert isinstance(e, gx.errors.RasterReadError), (name, e)
+        assert "VRT source" in str(e) and ("FIFO" in str(e) or "character device" in str(e))
+    # a VRT of a regular raster still reads
+    values = jnp.arange(16, dtype=jnp.uint8).reshape(1, 4, 4)
+    gt = gx.GeoTensor(values, (10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0), "EPSG:32633")
+    gx.io.write(gt, tmp_path / "ok.tif")
+    (tmp_path / "ok.vrt").write_text(_VRT.format(rel=1, src="ok.tif"))
+    np.testing.assert_array_equal(gx.io.read(tmp_path / "ok.vrt").values, values)
