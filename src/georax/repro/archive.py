@@ -328,7 +328,7 @@ class ArchiveReader:
         try:  # a FIFO or a device is refused, never read (closed in __exit__)
             self._file = open_regular_file(self.path, "artifact")
         except SerializationError as e:
-            raise ArtifactFormatError(str(e)) from None
+            raise ArtifactFormatError(f"cannot open {self.path}: {e}") from None
         head = self._file.read(8)
         self._file.seek(0)
         counting = _Counting(self._file)
