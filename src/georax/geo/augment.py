@@ -280,9 +280,9 @@ class RandomCrop(Operator):
 
     - `size`: ``(height, width)`` of the crop (an int means square). Static: the output shape.
 
-    Needs ``key=``. A GeoTensor's transform origin moves to the crop when the draw is concrete
-    (see the module docstring). Raises :class:`~georax.errors.ShapeError` if the image is smaller
-    than ``size``.
+    Needs ``key=``. GeoTensor georeferencing: the transform origin moves to the crop when the
+    draw is concrete, and is dropped under ``jit``/``vmap`` (see the module docstring).
+    Raises :class:`~georax.errors.ShapeError` if the image is smaller than ``size``.
     """
 
     requires_key = True

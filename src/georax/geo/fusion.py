@@ -132,7 +132,9 @@ class Resample(Operator):
     Same CRS and axis-aligned grids use :func:`jax.image.scale_and_translate` (antialiased
     bilinear, matching GDAL's warper); otherwise a pyproj coordinate map, computed once on the host
     while tracing, drives :func:`jax.scipy.ndimage.map_coordinates`. Output is float, NaN where
-    the target is outside the source or on missing data (input ``fill_value`` or NaN).
+    the target is outside the source or on missing data (input ``fill_value`` or NaN). The
+    output's georeferencing is the target grid's (its transform and CRS), with
+    ``fill_value=None``; band names are kept.
 
     **Arguments:**
 

@@ -102,8 +102,10 @@ def db_to_linear(x: Float[Array, "*shape"], *, amplitude: bool = False) -> Float
 def _box_sum_1d(x: Array, window_size: int, axis: int) -> Array:
     dims = [1] * x.ndim
     dims[axis] = window_size
+    # The zero must be a concrete NumPy scalar: JAX recognises a windowed *sum* (which it can
+    # differentiate) only from a known zero, and ``jnp.asarray(0)`` is a tracer under ``jit``.
     return jax.lax.reduce_window(
-        x, jnp.asarray(0, x.dtype), jax.lax.add, tuple(dims), (1,) * x.ndim, "VALID"
+        x, np.zeros((), x.dtype), jax.lax.add, tuple(dims), (1,) * x.ndim, "VALID"
     )
 
 

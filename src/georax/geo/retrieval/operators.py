@@ -36,6 +36,7 @@ from georax.data.plume import (
     slope_basis,
 )
 from georax.geo._bands import check_bands, map_bands
+from georax.geo._precheck import with_bands
 from georax.geo.retrieval.optimise import FitResult, fit, optimise
 from georax.geo.retrieval.physics import (
     STATE_BANDS,
@@ -125,6 +126,10 @@ class BeerLambert(Operator):
         _check_vector(self, "absorption")
         _check_positive_scalar(self, "air_mass_factor")
 
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band per absorption coefficient."""
+        return with_bands(shape, int(jnp.shape(self.absorption)[0]))
+
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         _check_band_count(self, x, 1, "an enhancement")
         return map_bands(
@@ -196,6 +201,10 @@ class MethaneForward(Operator):
     def n_bands(self) -> int:
         """Number of modelled bands."""
         return int(jnp.shape(self.absorption)[0])
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band per modelled band."""
+        return with_bands(shape, self.n_bands)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         _check_band_count(self, x, 3, "a state (enhancement, albedo, slope)")
