@@ -30,10 +30,10 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, UInt8, UInt32
 
 from georax.array.reductions import nanpercentile
-from georax.array.validate import concrete, optional_leaf, real_float, require_real
+from georax.array.validate import concrete, real_float, require_real
 from georax.core.carrier import values_of
 from georax.core.errors import ConfigError, DataError, ShapeError
-from georax.core.operator import Operator, as_tuple, derived, leaf, static
+from georax.core.operator import Operator, as_tuple, derived, leaf, optional_leaf, static
 from georax.geo._bands import check_bands, check_finite_leaf, map_bands
 from georax.geo._precheck import with_bands
 
@@ -178,7 +178,7 @@ class Colormap(Operator):
     ) -> None:
         import matplotlib
 
-        if not isinstance(name, str) or name not in matplotlib.colormaps:
+        if name not in matplotlib.colormaps:
             raise ConfigError("Colormap", "name", name, "is not a matplotlib colormap")
         self.name = name
         self.vmin = vmin
@@ -237,13 +237,6 @@ class TrueColor(Operator):
     alpha: bool = static(True)
 
     def __check_init__(self) -> None:
-        b = self.rgb_bands
-        if (
-            not isinstance(b, tuple)
-            or len(b) != 3
-            or any(not isinstance(i, int) or isinstance(i, bool) for i in b)
-        ):
-            self.fail("rgb_bands", "must be three int band indices (red, green, blue)")
         if (self.vmin is None) != (self.vmax is None):
             self.fail("vmin", "give both vmin and vmax, or neither (percentile stretch)")
         if self.vmin is not None:
