@@ -67,6 +67,26 @@ def on_pre_build(config: Any) -> None:
         log.warning("public name without a docstring: %s", name)
 
 
+# ------------------------------------------------------------------ NAMES.md in the guide
+NAMES_MARKER = "<!-- georax:names-md -->"
+
+
+def names_md() -> str:
+    """NAMES.md for the migration guide: its title dropped, its "Not built yet" section left out
+    (what it lists is either built and documented on the page, or not in georax yet)."""
+    text = (ROOT / "NAMES.md").read_text()
+    body = text.split("\n", 1)[1]
+    sections = body.split("\n## ")
+    kept = [sections[0]] + [s for s in sections[1:] if not s.startswith("Not built yet")]
+    return "\n## ".join(kept).strip() + "\n"
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
+    if NAMES_MARKER in markdown:
+        markdown = markdown.replace(NAMES_MARKER, names_md())
+    return markdown
+
+
 # ------------------------------------------------------------------ 2. API pages + 3. gallery
 def _nav_paths(nav: Any) -> list[str]:
     out: list[str] = []
