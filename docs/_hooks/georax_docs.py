@@ -45,7 +45,7 @@ CACHE = ROOT / "build" / "docs-gallery"
 #: with ``{out}`` only when their docstring's Run line takes an OUTPUT_DIR, else with nothing.
 GALLERY_ARGS: dict[str, list[str]] = {
     "01_notebook_exploration.py": ["{out}", "--size", "64"],
-    "02_catalog_etl.py": ["{out}", "--n", "6", "--size", "32"],
+    "02_catalog_etl.py": ["{out}", "--n", "12", "--size", "32"],
     "06_user_uploaded_pipelines.py": [],
     "08_qc_operators.py": [],
     "09_regulatory_artifact.py": ["{out}", "--size", "32"],
