@@ -45,7 +45,9 @@ def test_docstring_check_lists_every_undocumented_public_name(tmp_path: Path) ->
     src = _package(
         tmp_path,
         {
-            "__init__.py": '"""Package."""\nfrom pkg.mod import Documented\n__all__ = ["Documented"]\n',
+            "__init__.py": (
+                '"""Package."""\nfrom pkg.mod import Documented\n__all__ = ["Documented"]\n'
+            ),
             "mod.py": '''
                 """A module."""
 
@@ -138,10 +140,13 @@ def test_generated_api_page_covers_every_public_submodule() -> None:
     hooks = _load("georax_docs")
     page = hooks.api_page("georax.patch")
     expected = sorted(
-        f"georax.patch.{p.stem}" for p in (ROOT / "src/georax/patch").glob("*.py")
+        f"georax.patch.{p.stem}"
+        for p in (ROOT / "src/georax/patch").glob("*.py")
         if not p.stem.startswith("_")
     )
-    rendered = sorted(line[4:] for line in page.splitlines() if line.startswith("::: georax.patch."))
+    rendered = sorted(
+        line[4:] for line in page.splitlines() if line.startswith("::: georax.patch.")
+    )
     assert rendered == expected
     assert "::: georax.patch\n" in page  # the package overview first
 

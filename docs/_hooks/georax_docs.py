@@ -33,7 +33,7 @@ from mkdocs.structure.files import File, Files
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from docstring_check import missing_docstrings  # noqa: E402
+from docstring_check import missing_docstrings
 
 log = logging.getLogger("mkdocs.plugins.georax")
 
@@ -134,11 +134,23 @@ def api_page(dotted: str) -> str:
         "",
     ]
     for mod in mods[1:]:
-        lines += [f"## `{mod}`", "", f"::: {mod}", "    options:", "      show_root_heading: false",
-                  "      show_root_toc_entry: false", "      heading_level: 3", ""]
+        lines += [
+            f"## `{mod}`",
+            "",
+            f"::: {mod}",
+            "    options:",
+            "      show_root_heading: false",
+            "      show_root_toc_entry: false",
+            "      heading_level: 3",
+            "",
+        ]
     if len(mods) == 1:
-        lines[3:] = ["    options:", "      show_root_heading: false",
-                     "      show_root_toc_entry: false", ""]
+        lines[3:] = [
+            "    options:",
+            "      show_root_heading: false",
+            "      show_root_toc_entry: false",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -153,7 +165,11 @@ def on_config(config: Any) -> Any:
 
 def on_files(files: Files, config: Any) -> Files:
     for path in _nav_paths(config["nav"]):
-        if path.startswith("api/") and path.endswith(".md") and files.get_file_from_path(path) is None:
+        if (
+            path.startswith("api/")
+            and path.endswith(".md")
+            and files.get_file_from_path(path) is None
+        ):
             dotted = path[len("api/") : -len(".md")]
             files.append(File.generated(config, path, content=api_page(dotted)))
     for page in _gallery(config):
@@ -221,9 +237,10 @@ def _gallery(config: Any) -> list[File]:
     index = [
         "# Gallery",
         "",
-        "Each page is one script from `examples/`, run when the docs were built (on a small scene;",
-        "the command is on the page) with what it printed and the figures it wrote. The scripts are",
-        "also run by the test suite; run one yourself with `python examples/NAME.py`.",
+        "Each page is one script from `examples/`, run when the docs were built (on a small",
+        "scene; the command is on the page) with what it printed and the figures it wrote. The",
+        "scripts are also run by the test suite; run one yourself with",
+        "`python examples/NAME.py`.",
         "",
         "| example | what it shows |",
         "|---|---|",
@@ -235,8 +252,18 @@ def _gallery(config: Any) -> list[File]:
         index.append(f"| [{stem}]({stem}.md) | {title.strip()} |")
         md = [f"# {stem}", "", f"**{title.strip()}**", "", body.strip(), ""]
         cmd = " ".join(["python", f"examples/{example.name}", *shown])
-        md += ["## Run", "", "```bash", cmd, "```", "", f"Took {seconds:.0f} s when the docs were built."
-               if (folder / "ok").is_file() else "**This run failed when the docs were built.**", ""]
+        md += [
+            "## Run",
+            "",
+            "```bash",
+            cmd,
+            "```",
+            "",
+            f"Took {seconds:.0f} s when the docs were built."
+            if (folder / "ok").is_file()
+            else "**This run failed when the docs were built.**",
+            "",
+        ]
         stdout = (folder / "stdout.txt").read_text() if (folder / "stdout.txt").is_file() else ""
         lines = stdout.rstrip().splitlines()
         if len(lines) > MAX_STDOUT_LINES:
