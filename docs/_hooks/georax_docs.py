@@ -51,6 +51,13 @@ GALLERY_ARGS: dict[str, list[str]] = {
     "09_regulatory_artifact.py": ["{out}", "--size", "32"],
     "11_cross_sensor_fusion.py": ["{out}", "--size", "64"],
     "12_orchestrator_tasks.py": ["{out}", "--n", "4", "--size", "32", "--engine", "dask"],
+}
+#: Examples the docs build does not run (why, shown on the page); the test suite runs them all.
+NOT_RUN: dict[str, str] = {
+    "12_orchestrator_tasks.py": (
+        "it starts a local Dask cluster or a Prefect server, which takes minutes on a small "
+        "machine; `tests/test_examples_02_12.py` runs it with both engines"
+    ),
     "13_pipeline_ab.py": ["{out}", "--size", "32", "--n", "4"],
     "14_differentiable_retrieval.py": ["{out}", "--size", "64", "--steps", "60", "--chip", "32"],
 }
@@ -199,8 +206,8 @@ def _run(example: Path, src_key: str) -> tuple[Path, list[str], float]:
     shown = [a.replace("{out}", "OUT") for a in args]
     if (folder / "ok").is_file():
         return folder, shown, float((folder / "ok").read_text())
-    if os.environ.get("GEORAX_DOCS_GALLERY") == "off":  # quick local previews of the prose only
-        return folder, shown, 0.0
+    if example.name in NOT_RUN or os.environ.get("GEORAX_DOCS_GALLERY") == "off":
+        return folder, shown, 0.0  # "off": quick local previews of the prose only
     shutil.rmtree(folder, ignore_errors=True)
     out.mkdir(parents=True)
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT / "src")}
@@ -261,14 +268,17 @@ def _gallery(config: Any) -> list[File]:
             "",
             f"Took {seconds:.0f} s when the docs were built."
             if (folder / "ok").is_file()
-            else "**This run failed when the docs were built.**",
+            else f"Not run when the docs were built: {NOT_RUN[example.name]}."
+            if example.name in NOT_RUN
+            else "**Not run when the docs were built.**",
             "",
         ]
         stdout = (folder / "stdout.txt").read_text() if (folder / "stdout.txt").is_file() else ""
         lines = stdout.rstrip().splitlines()
         if len(lines) > MAX_STDOUT_LINES:
             lines = [*lines[:MAX_STDOUT_LINES], f"... ({len(lines) - MAX_STDOUT_LINES} more lines)"]
-        md += ["## Output", "", "```text", *lines, "```", ""]
+        if lines:
+            md += ["## Output", "", "```text", *lines, "```", ""]
         written = sorted(p for p in (folder / "out").rglob("*") if p.is_file())
         figures = [p for p in written if p.suffix == ".png"]
         for fig in figures:
