@@ -165,3 +165,29 @@ def test_migration_page_drops_the_not_built_section_of_names_md() -> None:
     assert "gx.patch.Patchwise" in text  # the tables are there
     assert "Not built yet" not in text
     assert not text.startswith("# ")  # the page has its own title
+
+
+def test_sphinx_roles_and_google_sections_become_markdown() -> None:
+    roles = _load("griffe_roles")
+    text = (
+        "Uses :class:`~georax.patch.Patcher` and :func:`georax.io.read`, "
+        "and :meth:`Artifact.save <georax.repro.Artifact.save>`.\n"
+        "\n"
+        "Attributes:\n"
+        "    required: what is needed,\n"
+        "        over two lines.\n"
+        "    stage (str): where.\n"
+        "\n"
+        "After the section."
+    )
+    assert roles.rewrite_roles(text) == (
+        "Uses `Patcher` and `georax.io.read`, and `Artifact.save`.\n"
+        "\n"
+        "**Attributes:**\n"
+        "\n"
+        "- `required`: what is needed,\n"
+        "  over two lines.\n"
+        "- `stage` (str): where.\n"
+        "\n"
+        "After the section."
+    )
