@@ -79,13 +79,9 @@ NAMES_MARKER = "<!-- georax:names-md -->"
 
 
 def names_md() -> str:
-    """NAMES.md for the migration guide: its title dropped, its "Not built yet" section left out
-    (what it lists is either built and documented on the page, or not in georax yet)."""
+    """NAMES.md for the migration guide, without its title (the page has its own)."""
     text = (ROOT / "NAMES.md").read_text()
-    body = text.split("\n", 1)[1]
-    sections = body.split("\n## ")
-    kept = [sections[0]] + [s for s in sections[1:] if not s.startswith("Not built yet")]
-    return "\n## ".join(kept).strip() + "\n"
+    return text.split("\n", 1)[1].strip() + "\n"
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
