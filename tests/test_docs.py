@@ -149,6 +149,11 @@ def test_generated_api_page_covers_every_public_submodule() -> None:
     )
     assert rendered == expected
     assert "::: georax.patch\n" in page  # the package overview first
+    # georax.patch only re-exports: its members are shown once, in their modules' sections
+    overview = page.split("## ")[0]
+    assert "members: false" in overview
+    # georax.cli defines main() and build_parser() in its __init__: they are rendered there
+    assert "members: false" not in hooks.api_page("georax.cli").split("## ")[0]
 
 
 def test_gallery_arguments_name_existing_examples() -> None:

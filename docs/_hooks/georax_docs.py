@@ -123,47 +123,41 @@ def _public_submodules(dotted: str) -> list[str]:
     return mods
 
 
+def _reexports_only(dotted: str) -> bool:
+    """Whether ``dotted`` is a package whose ``__init__`` defines no class or function.
+
+    Such a package's public names are re-exports, documented in the section of the submodule
+    that defines them; rendering them again under the package would show everything twice.
+    """
+    init = ROOT / "src" / Path(*dotted.split(".")) / "__init__.py"
+    if not init.is_file():
+        return False
+    tree = ast.parse(init.read_text())
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return not any(isinstance(node, defs) for node in tree.body)
+
+
 def api_page(dotted: str) -> str:
-    """The markdown of the generated reference page of ``dotted`` (a package or a module)."""
-    mods = _public_submodules(dotted)
-    lines = [
-        f"# `{dotted}`",
-        "",
-        f"::: {dotted}",
-        "    options:",
-        "      members: false",
-        "      show_root_heading: false",
-        "      show_root_toc_entry: false",
-        "",
-    ]
-    for mod in mods[1:]:
+    """The markdown of the generated reference page of ``dotted`` (a package or a module).
+
+    The package's docstring first, then one section per public submodule (``::: module``);
+    packages that only re-export show their docstring, not their members again.
+    """
+    lines = [f"# `{dotted}`", ""]
+    for n, mod in enumerate(_public_submodules(dotted)):
+        if n:
+            lines += [f"## `{mod}`", ""]
         lines += [
-            f"## `{mod}`",
-            "",
             f"::: {mod}",
             "    options:",
             "      show_root_heading: false",
             "      show_root_toc_entry: false",
             "      heading_level: 3",
-            "",
         ]
-    if len(mods) == 1:
-        lines[3:] = [
-            "    options:",
-            "      show_root_heading: false",
-            "      show_root_toc_entry: false",
-            "",
-        ]
+        if _reexports_only(mod):
+            lines.append("      members: false")
+        lines.append("")
     return "\n".join(lines)
-
-
-def on_config(config: Any) -> Any:
-    """List every example under the nav's ``Gallery`` entry (its index first)."""
-    pages = [f"gallery/{p.stem}.md" for p in sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))]
-    for i, item in enumerate(config["nav"]):
-        if isinstance(item, dict) and item.get("Gallery") == "gallery/index.md":
-            config["nav"][i] = {"Gallery": ["gallery/index.md", *pages]}
-    return config
 
 
 def on_files(files: Files, config: Any) -> Files:
