@@ -161,6 +161,13 @@ def test_gallery_arguments_name_existing_examples() -> None:
     hooks = _load("georax_docs")
     examples = {p.name for p in (ROOT / "examples").glob("[0-9][0-9]_*.py")}
     assert set(hooks.GALLERY_ARGS) <= examples, sorted(set(hooks.GALLERY_ARGS) - examples)
+    assert set(hooks.NOT_RUN) <= examples, sorted(set(hooks.NOT_RUN) - examples)
+    for name, args in hooks.GALLERY_ARGS.items():
+        assert isinstance(args, list) and all(isinstance(a, str) for a in args), name
+    for name, why in hooks.NOT_RUN.items():  # the reason is printed on the page
+        assert isinstance(why, str) and len(why) > 20, name
+    # every example but a few is run by the docs build
+    assert len(set(hooks.NOT_RUN)) <= 2
 
 
 def test_migration_page_includes_names_md_without_its_title() -> None:

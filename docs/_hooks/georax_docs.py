@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 CACHE = ROOT / "build" / "docs-gallery"
 
-#: Small-scene arguments per example (``{out}`` is the output folder). Examples not listed run
-#: with ``{out}`` only when their docstring's Run line takes an OUTPUT_DIR, else with nothing.
+#: Small-scene arguments per example (``{out}`` is the output folder). An example not listed
+#: gets the output folder as its only argument.
 GALLERY_ARGS: dict[str, list[str]] = {
     "01_notebook_exploration.py": ["{out}", "--size", "64"],
     "02_catalog_etl.py": ["{out}", "--n", "12", "--size", "32"],
@@ -51,6 +51,8 @@ GALLERY_ARGS: dict[str, list[str]] = {
     "09_regulatory_artifact.py": ["{out}", "--size", "32"],
     "11_cross_sensor_fusion.py": ["{out}", "--size", "64"],
     "12_orchestrator_tasks.py": ["{out}", "--n", "4", "--size", "32", "--engine", "dask"],
+    "13_pipeline_ab.py": ["{out}", "--size", "32", "--n", "4"],
+    "14_differentiable_retrieval.py": ["{out}", "--size", "64", "--steps", "60", "--chip", "32"],
 }
 #: Examples the docs build does not run (why, shown on the page); the test suite runs them all.
 NOT_RUN: dict[str, str] = {
@@ -58,8 +60,6 @@ NOT_RUN: dict[str, str] = {
         "it starts a local Dask cluster or a Prefect server, which takes minutes on a small "
         "machine; `tests/test_examples_02_12.py` runs it with both engines"
     ),
-    "13_pipeline_ab.py": ["{out}", "--size", "32", "--n", "4"],
-    "14_differentiable_retrieval.py": ["{out}", "--size", "64", "--steps", "60", "--chip", "32"],
 }
 #: Files an example writes that the page shows inline (others are listed by name and size).
 SHOWN_TEXT = (".json", ".yaml", ".csv")
