@@ -203,3 +203,13 @@ def test_sphinx_roles_and_google_sections_become_markdown() -> None:
         "\n"
         "After the section."
     )
+
+
+def test_gallery_nav_lists_every_example() -> None:
+    pytest.importorskip("mkdocs")
+    hooks = _load("georax_docs")
+    config = {"nav": [{"Home": "index.md"}, {"Gallery": "gallery/index.md"}]}
+    nav = hooks.on_config(config)["nav"]
+    examples = sorted(p.stem for p in (ROOT / "examples").glob("[0-9][0-9]_*.py"))
+    assert nav[1] == {"Gallery": ["gallery/index.md", *(f"gallery/{e}.md" for e in examples)]}
+    assert "Gallery: gallery/index.md" in (ROOT / "mkdocs.yml").read_text()  # the entry it expands

@@ -160,6 +160,15 @@ def api_page(dotted: str) -> str:
     return "\n".join(lines)
 
 
+def on_config(config: Any) -> Any:
+    """List every example under the nav's ``Gallery`` entry (its index first)."""
+    pages = [f"gallery/{p.stem}.md" for p in sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))]
+    for i, item in enumerate(config["nav"]):
+        if isinstance(item, dict) and item.get("Gallery") == "gallery/index.md":
+            config["nav"][i] = {"Gallery": ["gallery/index.md", *pages]}
+    return config
+
+
 def on_files(files: Files, config: Any) -> Files:
     for path in _nav_paths(config["nav"]):
         if (
