@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 import georax as gx
 import georax.data as gd
+from georax.array.qc import typed_qc_errors
 from georax.core.sandbox import SANDBOX_LIMITS
 from georax.errors import BudgetExceededError, GeoraxError, UntrustedTargetError
 
@@ -142,8 +143,11 @@ def handle(
     except GeoraxError as e:
         return _refused(start, f"{type(e).__name__}: {e}")
     try:
-        # Every operator accepts `key=`; stochastic ones need it, the others ignore it.
-        out = jax.block_until_ready(jax.jit(pipe)(scene, key=jax.random.key(seed)))
+        # Every operator accepts `key=`; stochastic ones need it, the others ignore it. A QC
+        # check failing inside the compiled program reaches us as JAX's runtime error;
+        # typed_qc_errors gives back the QCError (a GeoraxError) that caused it.
+        with typed_qc_errors():
+            out = jax.block_until_ready(jax.jit(pipe)(scene, key=jax.random.key(seed)))
     except GeoraxError as e:  # a data check failing at run time (QC operators)
         return _refused(start, f"failed at run time: {type(e).__name__}: {e}")
     return {

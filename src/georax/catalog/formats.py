@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ def open_catalog(
             if os.path.isfile(os.path.join(p, name)):
                 return _open_stac(os.path.join(p, name), asset)
         return scan_rasters(p, recursive=recursive)
+    if local and not stat.S_ISREG(os.stat(p).st_mode):  # a FIFO blocks, /dev/zero never ends
+        raise CatalogFormatError(f"{p}: not a regular file; only regular files are read")
     suffix = Path(p.split("?")[0]).suffix.lower()
     if suffix in (".parquet", ".geoparquet", ".pq"):
         return _open_parquet(p, crs)
@@ -368,7 +371,15 @@ def _open_stac(path: str, asset: str | None) -> Catalog:
         rows = [_item_row(item, asset, base) for item in items]
     except CatalogFormatError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, pystac.STACError) as e:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        pystac.STACError,
+        pystac.STACTypeError,  # not a STACError: a Feature whose "type" is not "Feature"
+    ) as e:
         raise CatalogFormatError(f"{path}: cannot read the STAC document: {e}") from None
     if not rows:
         raise CatalogFormatError(f"{path}: the STAC document holds no items")

@@ -161,7 +161,10 @@ def _variable(text: str) -> tuple[str, Any]:
 def _prepare(args: argparse.Namespace) -> None:
     registry.discover(georax.OPERATOR_PACKAGES)
     for module in args.imports:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:  # a typo in --import is a usage error, not a traceback
+            raise SerializationError(f"--import {module}: {e}") from None
 
 
 def _document_path(path: Path) -> Path:

@@ -31,6 +31,7 @@ from georax.array import metrics as gm
 from georax.core import registry
 from georax.core.budget import parse_bytes
 from georax.core.config import TARGET
+from georax.core.files import read_regular_file
 from georax.core.operator import Operator
 from georax.core.params import PIPELINE_FILE
 from georax.core.params import load as load_saved
@@ -204,10 +205,7 @@ def _load_pipeline(path: Path, args: argparse.Namespace) -> Operator:
     if path.is_file() and _is_archive(path):
         return load_artifact(path, allowed=_allowed(args)).pipeline
     doc_path = path / PIPELINE_FILE if path.is_dir() else path
-    try:
-        text = doc_path.read_bytes()
-    except OSError as e:
-        raise ReproError(f"cannot read {doc_path}: {e.strerror or e}") from None
+    text = read_regular_file(doc_path, DEFAULT_LIMITS.max_bytes, "pipeline document")
     doc = parse_yaml(text, DEFAULT_LIMITS)
     if isinstance(doc, Mapping) and TARGET not in doc and doc.get("georax") == SAVED_FORMAT:
         return load_saved(doc_path)

@@ -39,6 +39,10 @@ from georax.core.errors import PricingTimeoutError
 __all__ = ["deadline"]
 
 
+#: Seconds between re-raises of an expired deadline's exception (see ``_Watchdog._watch``).
+_REFIRE_S = 0.1
+
+
 class _Expired(BaseException):
     """Raised into the worker thread when its deadline passes (never escapes :func:`deadline`)."""
 
@@ -65,10 +69,17 @@ class _Watchdog:
     def _watch(self, seconds: float) -> None:
         if self.finished.wait(seconds):
             return
-        with self.lock:
-            if not self.done:
+        # Raised again every _REFIRE_S until the worker stops us: an asynchronous exception
+        # that lands in a garbage-collector callback (JAX registers one) or a ``__del__`` is
+        # printed and dropped by CPython, and the work would then run on unbounded.
+        while True:
+            with self.lock:
+                if self.done:
+                    return
                 self.fired = True
                 _raise_in(self.thread_id, self.expired)
+            if self.finished.wait(_REFIRE_S):
+                return
 
     def stop(self) -> None:
         with self.lock:
@@ -101,7 +112,12 @@ def deadline(seconds: float | None, what: str) -> Iterator[None]:
         try:
             yield
         finally:
-            watchdog.stop()
+            while True:  # a re-fired exception may land inside stop() itself: stop again
+                try:
+                    watchdog.stop()
+                    break
+                except expired:
+                    continue
     except expired:
         pass
     except BaseException:

@@ -70,7 +70,7 @@ import numpy as np
 
 from georax.core.config import INLINE_MAX, TARGET, from_config, to_config
 from georax.core.errors import GeoraxError, SerializationError
-from georax.core.files import read_regular_file
+from georax.core.files import check_npy_header, read_regular_file
 from georax.core.hashing import combine_digest, config_hash, params_hash
 from georax.core.operator import Operator, semantic_checks_suspended
 from georax.core.sandbox import DEFAULT_LIMITS, Limits, parse_yaml
@@ -162,7 +162,10 @@ def save(
         "pipeline": cfg,
     }
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where the directory should be, a read-only parent...
+        raise SerializationError(f"cannot save to {root}: {e.strerror or e}") from None
     params_path, yaml_path = root / name, root / PIPELINE_FILE
     _atomic_write(params_path, blob)
     _atomic_write(yaml_path, dump_config_yaml(doc).encode("utf-8"))
@@ -181,12 +184,16 @@ def _require(doc: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> An
 
 def _load_leaf(f: Any, like: Any) -> Any:
     if isinstance(like, jax.Array | np.ndarray):
-        arr = np.load(f, allow_pickle=False)
-        if arr.shape != tuple(like.shape) or arr.dtype != like.dtype:
+        try:  # the header is checked before NumPy allocates what it declares
+            shape, dtype = check_npy_header(f, "params file")
+        except SerializationError as e:
+            raise ParamsIntegrityError(str(e)) from None
+        if shape != tuple(like.shape) or dtype != like.dtype:
             raise ParamsIntegrityError(
-                f"params file holds a {arr.dtype}{list(arr.shape)} array where the pipeline "
+                f"params file holds a {dtype}{list(shape)} array where the pipeline "
                 f"expects {like.dtype}{list(like.shape)}"
             )
+        arr = np.load(f, allow_pickle=False)
         if isinstance(like, np.ndarray) or (
             arr.dtype.itemsize == 8 and not jax.config.jax_enable_x64
         ):
@@ -329,6 +336,11 @@ def _restore(
     except ParamsIntegrityError:
         raise
     except Exception as e:
+        inner: BaseException | None = e  # equinox wraps a leaf's error in path errors
+        while inner is not None and not isinstance(inner, ParamsIntegrityError):
+            inner = inner.__cause__ or inner.__context__
+        if inner is not None:
+            raise ParamsIntegrityError(f"params file {params_path}, {e}: {inner}") from None
         raise ParamsIntegrityError(
             f"params file {params_path} does not fit the pipeline: {type(e).__name__}: {e}"
         ) from None

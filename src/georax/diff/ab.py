@@ -49,7 +49,8 @@ import numpy as np
 
 from georax.array.metrics import RMSE, Metric
 from georax.core.carrier import Carrier, values_of
-from georax.core.errors import GeoraxError
+from georax.core.errors import GeoraxError, SerializationError
+from georax.core.files import check_npy_header, open_regular_file
 from georax.core.graph import Graph
 from georax.core.hashing import config_hash, pipeline_digest
 from georax.core.operator import Operator
@@ -136,8 +137,12 @@ def _default_load(item: Any) -> Any:
     if isinstance(item, str | os.PathLike):
         path = Path(item)
         if path.suffix.lower() == ".npy":
-            try:
-                return np.load(path, allow_pickle=False)
+            try:  # a FIFO or a device is refused, and a lying header allocates nothing
+                with open_regular_file(path, "input file") as f:
+                    check_npy_header(f, str(path))
+                    return np.load(f, allow_pickle=False)
+            except SerializationError as e:
+                raise DiffError(str(e)) from None
             except (OSError, ValueError) as e:
                 raise DiffError(f"cannot read {path}: {e}") from None
         return read_raster(path)

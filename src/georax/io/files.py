@@ -26,6 +26,7 @@ import stat
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from xml.etree import ElementTree
 
 from georax.io.errors import RasterNotFoundError, RasterReadError, RasterWriteError
 
@@ -45,6 +46,8 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 _SIDECAR = ".aux.xml"
+_VRT_MAX_BYTES = 16 * 2**20  # a VRT document read to check its sources
+_VRT_MAX_DEPTH = 8
 # GDAL virtual file systems whose path continues with a local file (archives, sub-files).
 _LOCAL_CHAIN = re.compile(r"^/vsi(zip|gzip|tar|7z|rar|subfile|cached|sparse)/")
 
@@ -153,10 +156,49 @@ def require_readable(p: str) -> None:
     if is_local(p):
         _require_regular(p, p)
         _check_sidecars(p)
+        _check_vrt_sources(p, p, 0)
         return
     local = _local_part(p)
     if local is not None:
         _require_regular(local, f"{p} (local file {local})")
+
+
+def _check_vrt_sources(p: str, shown: str, depth: int) -> None:
+    """A local VRT's source files must be regular files too (GDAL opens them, a FIFO blocks).
+
+    A VRT is an XML file naming other files (``<SourceFilename>``, in simple, complex and raw
+    bands and overviews); GDAL opens them with a blocking ``open``. Sources that are VRTs are
+    checked in turn, up to a small depth.
+    """
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1024)  # a raster's first bytes: only a VRT is read further
+            if not head.lstrip().startswith(b"<VRTDataset"):
+                return
+            head += f.read(_VRT_MAX_BYTES + 1 - len(head))
+    except OSError:
+        return  # GDAL cannot read it either and says so
+    if depth >= _VRT_MAX_DEPTH or len(head) > _VRT_MAX_BYTES:
+        raise RasterReadError(
+            f"{shown}: VRT nested deeper than {_VRT_MAX_DEPTH} or larger than {_VRT_MAX_BYTES} "
+            "bytes; refused"
+        )
+    try:
+        root = ElementTree.fromstring(head)
+    except ElementTree.ParseError as e:
+        raise RasterReadError(f"{shown}: not a readable VRT: {e}") from None
+    base = os.path.dirname(os.path.abspath(p))
+    for element in root.iter("SourceFilename"):
+        name = (element.text or "").strip()
+        relative = element.get("relativeToVRT", element.get("relativetoVRT", "0")) == "1"
+        source = os.path.join(base, name) if relative and is_local(name) else name
+        where = f"{shown} (VRT source {name!r})"
+        if source.startswith("/vsistdin"):
+            raise RasterReadError(f"{where}: reading standard input is not supported")
+        local = source if is_local(source) else _local_part(source)
+        if local is not None and os.path.lexists(local):
+            _require_regular(local, where)
+            _check_vrt_sources(local, where, depth + 1)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -205,9 +247,11 @@ def remove_stale_temporaries(path: str) -> list[str]:
             continue
         # temporaries first, the lock last: a temporary never exists without its lock
         for entry in sorted(entries, key=lambda e: e.endswith(".lock")):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.remove(os.path.join(directory, entry))
-                removed.append(entry)
+            except OSError:  # gone already, or not ours to remove (a directory): leave it
+                continue
+            removed.append(entry)
     return removed
 
 

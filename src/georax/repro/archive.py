@@ -49,6 +49,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
+from georax.core.errors import SerializationError
+from georax.core.files import open_regular_file
 from georax.io.raster import atomic_destination
 from georax.repro.errors import ArtifactFormatError, ArtifactTamperedError, UnsafeArchiveError
 
@@ -323,10 +325,10 @@ class ArchiveReader:
         self.accept: Callable[[str, int], None] | None = None
 
     def __enter__(self) -> Self:
-        try:
-            self._file = open(self.path, "rb")  # closed in __exit__
-        except OSError as e:
-            raise ArtifactFormatError(f"cannot open {self.path}: {e.strerror or e}") from None
+        try:  # a FIFO or a device is refused, never read (closed in __exit__)
+            self._file = open_regular_file(self.path, "artifact")
+        except SerializationError as e:
+            raise ArtifactFormatError(f"cannot open {self.path}: {e}") from None
         head = self._file.read(8)
         self._file.seek(0)
         counting = _Counting(self._file)

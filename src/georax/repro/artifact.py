@@ -68,7 +68,8 @@ import numpy as np
 
 from georax.core import registry
 from georax.core.carrier import Carrier
-from georax.core.errors import GeoraxError
+from georax.core.errors import GeoraxError, SerializationError
+from georax.core.files import check_npy_header, read_regular_file
 from georax.core.graph import Graph
 from georax.core.operator import Operator
 from georax.core.params import PIPELINE_FILE, ParamsIntegrityError
@@ -177,10 +178,10 @@ def _run(pipeline: Operator, values: dict[str, Any], seed: int | None) -> list[t
 def _read_bytes(path: Path, name: str, when: str) -> bytes:
     """The bytes of an input file; unreadable is a :class:`ReproError` at freeze time and an
     :class:`InputMismatchError` at rerun time (the recorded file is gone)."""
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        problem = f"cannot read {path}: {e.strerror or e}"
+    try:  # a FIFO or a device is refused, never read
+        return read_regular_file(path, DEFAULT_ARCHIVE_LIMITS.max_member_bytes, "input file")
+    except SerializationError as e:
+        problem = str(e)
         if when == "rerun":
             raise InputMismatchError(name, problem) from None
         raise ReproError(f"input {name!r}: {problem}") from None
@@ -189,8 +190,12 @@ def _read_bytes(path: Path, name: str, when: str) -> bytes:
 def _decode_file(data: bytes, suffix: str, what: str) -> Any:
     """An input file's value from its bytes: ``.npy`` with NumPy, anything else as a raster."""
     if suffix.lower() == ".npy":
+        f = io.BytesIO(data)
         try:
-            return np.load(io.BytesIO(data), allow_pickle=False)
+            check_npy_header(f, what)  # nothing is allocated for a header that lies
+            return np.load(f, allow_pickle=False)
+        except SerializationError as e:
+            raise ReproError(str(e)) from None
         except (ValueError, OSError, EOFError) as e:
             raise ReproError(f"{what}: not a valid .npy file: {e}") from None
     with tempfile.TemporaryDirectory(prefix="georax-input-") as tmp:

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from georax.core.carrier import Carrier
+from georax.core.errors import SerializationError
+from georax.core.files import check_npy_header
 from georax.repro.errors import ArtifactFormatError, ReproError
 from georax.tensor import GeoTensor
 
@@ -83,8 +85,12 @@ def decode_array(data: bytes, dtype: str, what: str) -> np.ndarray:
       raw 2-byte records).
     - `what`: a name for messages.
     """
+    f = io.BytesIO(data)
     try:
-        a = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        check_npy_header(f, what)  # nothing is allocated for a header that lies
+        a = np.lib.format.read_array(f, allow_pickle=False)
+    except SerializationError as e:
+        raise ArtifactFormatError(str(e)) from None
     except (ValueError, OSError, EOFError) as e:
         raise ArtifactFormatError(f"{what}: not a valid .npy record: {e}") from None
     if dtype == "bfloat16" and a.dtype != jnp.bfloat16:
