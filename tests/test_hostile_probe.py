@@ -270,3 +270,22 @@ def test_a_vrt_whose_source_is_a_special_file_is_refused_before_gdal_opens_it(
     gx.io.write(gt, tmp_path / "ok.tif")
     (tmp_path / "ok.vrt").write_text(_VRT.format(rel=1, src="ok.tif"))
     np.testing.assert_array_equal(gx.io.read(tmp_path / "ok.vrt").values, values)
+
+
+def test_a_raster_declaring_too_many_bands_is_refused_at_open(tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path = tmp_path / "bands.tif"
+    profile = {"driver": "GTiff", "height": 1, "width": 1, "dtype": "uint8", "crs": "EPSG:32633"}
+    with rasterio.open(
+        path, "w", count=gx.io.MAX_BANDS + 1, transform=from_origin(0, 0, 1, 1), **profile
+    ):
+        pass
+    for call in (gx.io.info, gx.io.read, lambda p: next(gx.io.iter_blocks(p))):
+        with pytest.raises(gx.io.RasterReadError, match=f"declares {gx.io.MAX_BANDS + 1} bands"):
+            call(str(path))
+    # at the limit it reads
+    with rasterio.open(path, "w", count=8, transform=from_origin(0, 0, 1, 1), **profile):
+        pass
+    assert gx.io.read(str(path)).shape == (8, 1, 1)

@@ -11,7 +11,7 @@ before a compiled pipeline runs, and go back to disk after it.
 """
 
 from georax.io import budget, errors, files, strips
-from georax.io.budget import read_budget, set_default_read_budget
+from georax.io.budget import MAX_BANDS, read_budget, set_default_read_budget
 from georax.io.errors import (
     BandIndexError,
     CorruptRasterError,
@@ -29,6 +29,7 @@ from georax.io.strips import StripWriter, strip_writer
 from georax.io.xarray import from_xarray, to_xarray
 
 __all__ = [
+    "MAX_BANDS",
     "BandIndexError",
     "CRSMismatchError",
     "CorruptRasterError",

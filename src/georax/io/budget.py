@@ -37,6 +37,7 @@ from georax.io.errors import ReadBudgetExceededError
 
 __all__ = [
     "DEFAULT_MAX_READ_BYTES",
+    "MAX_BANDS",
     "check_read_bytes",
     "max_read_bytes",
     "read_budget",
@@ -46,6 +47,12 @@ __all__ = [
 DEFAULT_MAX_READ_BYTES: int = 4 * 2**30
 """The shipped process-wide read budget: 4 GiB (a 13-band 10980 x 10980 uint16 Sentinel-2 scene
 is 3.1 GB)."""
+
+MAX_BANDS: int = 2048
+"""The most bands georax opens a raster with. Imaging spectrometers have a few hundred bands;
+GDAL's per-band bookkeeping costs grow with the square of the band count (a 1 x 1 GeoTIFF
+declaring 65535 empty bands takes hours to read), so a header declaring more is refused at open,
+before any pixel is read."""
 
 _process_default: int = DEFAULT_MAX_READ_BYTES
 _context_budget: contextvars.ContextVar[int | None] = contextvars.ContextVar(

@@ -37,7 +37,7 @@ from rasterio.enums import Compression, Interleaving, Resampling
 from rasterio.windows import Window
 
 from georax.core.errors import GeoraxError, ShapeError
-from georax.io.budget import check_read_bytes, max_read_bytes
+from georax.io.budget import MAX_BANDS, check_read_bytes, max_read_bytes
 from georax.io.errors import (
     BandIndexError,
     CorruptRasterError,
@@ -92,6 +92,12 @@ def open_raster(path: PathLike) -> Iterator[Any]:
             ) from e
         raise RasterReadError(f"{p}: cannot open: {e}") from e
     with src:
+        if src.count > MAX_BANDS:
+            raise RasterReadError(
+                f"{p}: declares {src.count} bands, more than the {MAX_BANDS} georax opens "
+                "(georax.io.MAX_BANDS; reading per-band metadata costs grow with the square of "
+                "the band count)"
+            )
         yield src
 
 
