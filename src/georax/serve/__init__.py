@@ -27,7 +27,7 @@ from georax.serve.config import (
 )
 from georax.serve.errors import RequestError
 from georax.serve.litserve_api import PipelineLitAPI
-from georax.serve.runner import free_port, serve_in_thread, wait_until_up
+from georax.serve.runner import free_port, serve_in_thread, server_process, wait_until_up
 
 __all__ = [
     "CompiledPipeline",
@@ -46,5 +46,6 @@ __all__ = [
     "free_port",
     "load_services",
     "serve_in_thread",
+    "server_process",
     "wait_until_up",
 ]

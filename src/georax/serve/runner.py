@@ -3,22 +3,29 @@
 Examples, tests and notebooks need a real server on ``127.0.0.1`` that they start and stop
 themselves. :func:`serve_in_thread` runs uvicorn in a daemon thread and yields the base URL once
 the socket is listening; leaving the ``with`` block shuts it down (in-flight requests finish).
-:func:`wait_until_up` polls a URL until a server started in another process answers.
+:func:`server_process` starts a server as its own process (``georax serve ...``, as a user would),
+waits until it answers and stops it on exit; :func:`wait_until_up` polls a URL until a server
+started in another process answers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 
-__all__ = ["free_port", "serve_in_thread", "wait_until_up"]
+__all__ = ["free_port", "serve_in_thread", "server_process", "wait_until_up"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -84,3 +91,59 @@ def wait_until_up(url: str, timeout: float = 120.0, process: Any = None) -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not answer within {timeout:g} s")
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def server_process(
+    args: Sequence[str],
+    health_url: str,
+    *,
+    timeout: float = 300.0,
+    log: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process, wait until `health_url` answers, stop it when the block ends.
+
+    **Arguments:**
+
+    - `args`: the command after the Python interpreter, e.g.
+      ``["-m", "georax.cli", "serve", "services.yaml", "--port", "8123"]``.
+    - `health_url`: polled until it answers 200.
+    - `timeout`: seconds to wait for it (start-up loads, prices and compiles every pipeline).
+    - `log`: a file for the server's output (default: discarded).
+    - `env`: the environment (default: this process's).
+
+    **Yields:** the :class:`subprocess.Popen`; on exit its process group (the server and any
+    workers it started) gets SIGTERM (a graceful shutdown), then SIGKILL after 20 s.
+    """
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # its own process group: its workers are stopped with it
+    )
+    try:
+        try:
+            wait_until_up(health_url, timeout, proc)
+        except (RuntimeError, TimeoutError) as e:
+            tail = Path(log).read_text(errors="replace")[-3000:] if log is not None else ""
+            raise RuntimeError(f"{' '.join(args)}: {e}\n{tail}") from None
+        yield proc
+    finally:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        _signal_group(proc, signal.SIGKILL)  # stragglers of the group (e.g. worker processes)
+        if log is not None:
+            out.close()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process group led by `proc` (started with ``start_new_session``)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
