@@ -14,11 +14,15 @@ pipeline -> serialise. This API:
   program (vmapped for a batch, padded to a power of two so few batch sizes compile);
   **unbatch** splits the results again, each re-georeferenced from its own input;
 - **encode_response** writes the output COG atomically under ``output_root`` and returns
-  ``{"cog_b64", "output", "stats", "shape", "config_hash", "pipeline_digest"}``: the config hash
-  in every response, so a client sees when the pipeline changed under it.
-"""
+  ``{"cog_b64", "output", "stats", "shape", "batch", "config_hash", "pipeline_digest"}``
+  (``batch``: how many requests were computed together): the config hash in every response,
+  so a client sees when the pipeline changed under it.
 
-from __future__ import annotations
+
+Typing note: this module does not use postponed annotations (``from __future__ import
+annotations``): LitServe builds its FastAPI endpoint from the *runtime* annotation of
+``decode_request``'s ``request`` parameter (``dict``: a JSON object body).
+"""
 
 import base64
 import binascii
@@ -63,6 +67,14 @@ class _Item:
     key: jax.Array
 
 
+@dataclasses.dataclass
+class _Result:
+    """One output, and the size of the batch it was computed in (reported to the client)."""
+
+    output: Any
+    batch: int
+
+
 def _refuse(e: BaseException) -> HTTPException:
     body = problem_body(e)
     return HTTPException(status_for(e), detail=f"{body['error']}: {body['message']}")
@@ -77,6 +89,8 @@ class PipelineLitAPI(ls.LitAPI):
       text.
     - `input_shape`: the ``(band, H, W)`` it is priced and compiled for.
     - `dtype`: the dtype inputs are read as.
+    - `fill_value`, `band_names`: the static metadata the inputs carry (the files' nodata and
+      band descriptions), part of what is compiled: declare them to have them warmed.
     - `memory_budget`, `flop_budget`: the price the pipeline may have for that input.
     - `pricing_seconds`: the wall-clock limit on pricing.
     - `data_root`: the directory ``{"path": ...}`` requests may read from (None: refused).
@@ -91,6 +105,8 @@ class PipelineLitAPI(ls.LitAPI):
         *,
         input_shape: tuple[int, ...],
         dtype: str = "float32",
+        fill_value: float | int | None = None,
+        band_names: tuple[str, ...] | None = None,
         memory_budget: int | str = "512MiB",
         flop_budget: float | None = 1e10,
         pricing_seconds: float = 60.0,
@@ -112,7 +128,12 @@ class PipelineLitAPI(ls.LitAPI):
             pricing_seconds=pricing_seconds,
             read_budget=read_budget,
         )
-        self.signature = Signature(tuple(int(d) for d in input_shape), dtype)
+        self.signature = Signature(
+            tuple(int(d) for d in input_shape),
+            dtype,
+            fill_value,
+            None if band_names is None else tuple(band_names),
+        )
         self.data_root = None if data_root is None else os.path.abspath(data_root)
         self.batch_size = max_batch_size
 
@@ -152,7 +173,7 @@ class PipelineLitAPI(ls.LitAPI):
             self.compiled.warm_batch(self.signature, size)
 
     # ------------------------------------------------------------------ decode
-    def decode_request(self, request: Any, **kwargs: Any) -> _Item:
+    def decode_request(self, request: dict, **kwargs: Any) -> _Item:
         """``{"cog_b64": ...}`` or ``{"path": ..., "bounds": ...}`` -> the input GeoTensor."""
         if not isinstance(request, dict):
             raise HTTPException(400, detail="InvalidRequest: send a JSON object")
@@ -210,18 +231,20 @@ class PipelineLitAPI(ls.LitAPI):
         """Run the compiled pipeline: one input, or a batch through the vmapped program."""
         try:
             if isinstance(x, _Batch):
-                return self.compiled.run_batch(x.gts, x.keys, stacked=x.values)
-            return self.compiled.run(x.gt, key=x.key)
+                outputs = self.compiled.run_batch(x.gts, x.keys, stacked=x.values)
+                return [_Result(o, len(outputs)) for o in outputs]
+            return _Result(self.compiled.run(x.gt, key=x.key), 1)
         except GeoraxError as e:
             raise _refuse(e) from None
 
-    def unbatch(self, output: list[Any]) -> list[Any]:
-        """The per-input outputs of a batch (already split by :meth:`predict`)."""
+    def unbatch(self, output: list[_Result]) -> list[_Result]:
+        """The per-input results of a batch (already split by :meth:`predict`)."""
         return list(output)
 
     # ------------------------------------------------------------------ encode
-    def encode_response(self, output: Any, **kwargs: Any) -> dict[str, Any]:
+    def encode_response(self, result: _Result, **kwargs: Any) -> dict[str, Any]:
         """Write the COG under ``output_root``; return it (base64), stats and the hashes."""
+        output = result.output
         if not isinstance(output, GeoTensor):
             raise HTTPException(422, detail="NotARaster: the pipeline's output is not a raster")
         digest = hashlib.sha256(
@@ -234,6 +257,7 @@ class PipelineLitAPI(ls.LitAPI):
             "output": path.name,
             "shape": list(output.shape),
             "stats": band_stats(output),
+            "batch": result.batch,
             "config_hash": self.config_hash,
             "pipeline_digest": self.pipeline_digest,
         }
