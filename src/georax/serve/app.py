@@ -63,7 +63,14 @@ from georax.serve.errors import RequestError, problem_body, status_for
 from georax.serve.metrics import CONTENT_TYPE, BodyLimit, Metrics, RequestMetrics
 from georax.serve.stats import band_stats
 from georax.serve.store import PipelineStore, SandboxedLoader, input_key_seed
-from georax.serve.tiles import TileLayer, check_tile, file_etag, pack_rgba, tile_etag
+from georax.serve.tiles import (
+    MERCATOR_TILE_GRID,
+    TileLayer,
+    check_tile,
+    file_etag,
+    pack_rgba,
+    tile_etag,
+)
 from georax.serve.work import WorkPool
 from georax.tensor import GeoTensor
 
@@ -165,7 +172,8 @@ class ServerState:
             compress_level=self.server.png_compress_level,
             title=spec.title,
         )
-        self.loader.price(compiled, [layer.signature])
+        layer.check_output()  # uint8 RGB(A), grid-invariant: before anything costly
+        self.loader.price(compiled, [layer.signature], grid=MERCATOR_TILE_GRID)
         layer.warm()
         return layer
 

@@ -35,7 +35,7 @@ import numpy as np
 from affine import Affine
 
 from georax.core.budget import check_budget, price
-from georax.core.errors import ShapeError
+from georax.core.errors import GeoraxError, ShapeError
 from georax.core.hashing import config_hash, pipeline_digest
 from georax.core.operator import Operator
 from georax.core.sandbox import Limits
@@ -140,15 +140,20 @@ class CompiledPipeline:
         limits: Limits,
         *,
         compile: bool = True,
+        grid: tuple[Affine, str | None] | None = None,
     ) -> Any:
-        """Price the pipeline for `sig` (on a reference grid) and refuse it over budget.
+        """Price the pipeline for `sig` on `grid` and refuse it over budget.
+
+        **Arguments:** the signature, the budgets and limits, whether to price the compiled
+        program too, and the grid (transform, CRS) of the priced input (default: a reference
+        UTM grid).
 
         **Returns:** the :class:`~georax.core.budget.Price`.
 
         **Raises:** ``BudgetExceededError`` (``PricingTimeoutError``), ``ShapeError`` and the
         pre-check's errors -- only georax errors.
         """
-        spec = spec_geotensor(sig, *_PROBES[0])
+        spec = spec_geotensor(sig, *(grid or _PROBES[0]))
         if compile:
             return check_budget(
                 self.op, spec, memory_budget, flop_budget=flop_budget, limits=limits
@@ -176,8 +181,15 @@ class CompiledPipeline:
         return jax.make_jaxpr(self._fn(sig, transform, crs), return_shape=True)(*args)
 
     def _rule(self, sig: Signature, extra: Sequence[Any]) -> _Rule:
-        """Trace on the two probe grids; grid-invariant when both give the same program."""
-        traced = [(self._trace(sig, t, c, extra), t, c) for t, c in _PROBES]
+        """Trace on the two probe grids; grid-invariant when both give the same program.
+
+        A pipeline that cannot even be traced on one of the probe grids (a resampler whose
+        target grid does not overlap it) depends on the grid by definition.
+        """
+        try:
+            traced = [(self._trace(sig, t, c, extra), t, c) for t, c in _PROBES]
+        except GeoraxError:
+            return _Rule(None)
         (closed_a, out_a), t_a, c_a = traced[0]
         (closed_b, out_b), t_b, c_b = traced[1]
         if str(closed_a.jaxpr) != str(closed_b.jaxpr) or not _same_consts(closed_a, closed_b):

@@ -114,12 +114,17 @@ class SandboxedLoader:
         flop_budget: float | None = None,
         *,
         compile: bool = True,
+        grid: Any = None,
     ) -> list[Any]:
-        """Price `pipeline` for each input against the budgets (the server's by default)."""
+        """Price `pipeline` for each input against the budgets (the server's by default),
+        on `grid` (``(transform, crs)``; default a reference UTM grid)."""
         server = self.services.server
         budget = server.memory_budget if memory_budget is None else memory_budget
         flops = server.flop_budget if flop_budget is None else flop_budget
-        return [pipeline.check(sig, budget, flops, self.limits, compile=compile) for sig in inputs]
+        return [
+            pipeline.check(sig, budget, flops, self.limits, compile=compile, grid=grid)
+            for sig in inputs
+        ]
 
 
 def signatures(inputs: Iterable[InputSpec], dtype: str) -> list[Signature]:

@@ -47,7 +47,14 @@ from georax.serve.compiled import CompiledPipeline, Signature, spec_geotensor
 from georax.serve.errors import RequestError
 from georax.tensor import GeoTensor
 
-__all__ = ["TILE_SIZE", "TileLayer", "encode_png", "pack_rgba", "transparent_png"]
+__all__ = [
+    "MERCATOR_TILE_GRID",
+    "TILE_SIZE",
+    "TileLayer",
+    "encode_png",
+    "pack_rgba",
+    "transparent_png",
+]
 
 TILE_SIZE = 256
 TMS = morecantile.tms.get("WebMercatorQuad")
@@ -57,6 +64,8 @@ _MERCATOR_T = Affine(
     2 * 20037508.342789244 / TILE_SIZE, 0.0, -20037508.342789244,
     0.0, -2 * 20037508.342789244 / TILE_SIZE, 20037508.342789244,
 )  # fmt: skip
+#: ``(transform, crs)`` of tile (0, 0, 0): the grid a layer is checked and priced on.
+MERCATOR_TILE_GRID = (_MERCATOR_T, "EPSG:3857")
 
 
 def pack_rgba(out: Any, valid: jax.Array) -> jax.Array:
@@ -192,8 +201,7 @@ class TileLayer:
             )
 
     def warm(self) -> None:
-        """Compile the layer's program now (one compile per layer)."""
-        self.check_output()
+        """Compile the layer's program now (one compile per layer; after :meth:`check_output`)."""
         self.pipeline.warm(self.signature, (self._valid_spec,))
 
     # ------------------------------------------------------------------ read + render
