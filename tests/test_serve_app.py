@@ -473,3 +473,14 @@ def test_request_key_is_reproducible() -> None:
 
     a, b = input_key_seed("ab" * 16), input_key_seed("ab" * 16)
     assert jax.random.key_data(a).tolist() == jax.random.key_data(b).tolist()
+
+
+def test_problem_body_survives_partial_error_attributes() -> None:
+    from georax.io.errors import ReadBudgetExceededError
+    from georax.serve.errors import problem_body, status_for
+
+    e = ReadBudgetExceededError.__new__(ReadBudgetExceededError)
+    Exception.__init__(e, "too big")  # no attributes set at all
+    body = problem_body(e)
+    assert body == {"error": "ReadBudgetExceededError", "message": "too big", "status": 413}
+    assert status_for(e) == 413

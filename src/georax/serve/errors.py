@@ -105,12 +105,19 @@ def problem_body(e: BaseException) -> dict[str, Any]:
     if not isinstance(e, GeoraxError):
         return {"error": "InternalError", "message": "internal server error", "status": status}
     body: dict[str, Any] = {"error": type(e).__name__, "message": str(e), "status": status}
+    # Attributes are read with getattr: a subclass that sets only some of them (as
+    # ReadBudgetExceededError does with ``unit``) must not turn a 4xx into a failed handler.
+    names: tuple[str, ...] = ()
     if isinstance(e, UntrustedTargetError):
-        body["target"] = e.target
-    if isinstance(e, BudgetExceededError):
-        body.update(stage=e.stage, required=e.required, budget=e.budget, unit=e.unit)
-    if isinstance(e, SandboxLimitError):
-        body.update(limit=e.limit, value=e.value, maximum=e.maximum)
+        names = ("target",)
+    elif isinstance(e, BudgetExceededError):
+        names = ("stage", "required", "budget", "unit")
+    elif isinstance(e, SandboxLimitError):
+        names = ("limit", "value", "maximum")
+    for name in names:
+        value = getattr(e, name, None)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            body[name] = value
     if isinstance(e, LoaderError | SerializationError) and e.__cause__ is not None:
         body["cause"] = type(e.__cause__).__name__
     return body
