@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (8000)")
     p.add_argument(
+        "--keep-alive",
+        type=float,
+        default=30.0,
+        help="seconds an idle keep-alive connection stays open (30; clients reuse them)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         choices=("critical", "error", "warning", "info", "debug"),
@@ -40,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     """Build the app (loading, pricing and compiling everything), then serve until stopped."""
     if not 0 <= args.port <= 65535:
         print(f"georax serve: error: --port {args.port} is not a TCP port", file=sys.stderr)
+        return 2
+    if not 0 < args.keep_alive < 3600:
+        print("georax serve: error: --keep-alive must be in (0, 3600) seconds", file=sys.stderr)
         return 2
     try:  # the serve extra is optional: say how to get it instead of a traceback
         import uvicorn
@@ -59,5 +68,11 @@ def run(args: argparse.Namespace) -> int:
         f"outputs under {state.output_root}; listening on http://{args.host}:{args.port}",
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_keep_alive=args.keep_alive,
+    )
     return 0
