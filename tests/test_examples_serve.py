@@ -12,6 +12,7 @@ import runpy
 from collections.abc import Callable
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -29,7 +30,13 @@ def _direct(config: str | dict, scene: gx.GeoTensor) -> np.ndarray:
     text = config if isinstance(config, str) else yaml.safe_dump(config)
     op = gx.loads_yaml(text)
     gt = scene.replace(values=scene.values.astype(np.float32))
-    return np.asarray(op(gt, key=jax.random.key(0)).values)
+    return np.asarray(eqx.filter_jit(lambda g: op(g, key=jax.random.key(0)))(gt).values)
+
+
+def _assert_same(served: gx.GeoTensor, direct: np.ndarray) -> None:
+    """Equal up to float32 reassociation (two compilations of one program), NaN where NaN."""
+    scale = float(np.nanmax(np.abs(direct)))
+    np.testing.assert_allclose(np.asarray(served.values), direct, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_04_litserve_api_batches_and_matches_the_pipeline(
@@ -45,9 +52,7 @@ def test_04_litserve_api_batches_and_matches_the_pipeline(
     for seed in range(4):
         scene = gx.io.read(tmp_path / "data" / f"s{seed}.tif")
         served = gx.io.read(tmp_path / f"ndvi_s{seed}.tif")
-        np.testing.assert_allclose(
-            np.asarray(served.values), _direct(pipeline, scene), rtol=1e-5, atol=1e-6
-        )
+        _assert_same(served, _direct(pipeline, scene))
         assert served.transform == scene.transform
 
 
@@ -62,9 +67,7 @@ def test_05_fastapi_multi_pipeline_serves_each_pipeline(
     scene = gx.io.read(tmp_path / "data" / "s2_l1c.tif")
     for name, spec in services["pipelines"].items():
         served = gx.io.read(tmp_path / f"{name}.tif")
-        np.testing.assert_allclose(
-            np.asarray(served.values), _direct(spec["config"], scene), rtol=1e-5, atol=1e-6
-        )
+        _assert_same(served, _direct(spec["config"], scene))
 
 
 def test_06_http_upload_refuses_each_attack_and_serves_the_safe_one(
@@ -91,10 +94,7 @@ def test_06_http_upload_refuses_each_attack_and_serves_the_safe_one(
     example = runpy.run_path(str(EXAMPLES / "06_http_upload.py"))
     (output,) = (tmp_path / "outputs").rglob("*.tif")
     scene = gx.io.read(tmp_path / "scene.tif")
-    np.testing.assert_allclose(
-        np.asarray(gx.io.read(output).values), _direct(example["SAFE"], scene), rtol=1e-5,
-        atol=1e-6,
-    )  # fmt: skip
+    _assert_same(gx.io.read(output), _direct(example["SAFE"], scene))
 
 
 def test_07_tile_server_mosaic_shows_the_layers(
