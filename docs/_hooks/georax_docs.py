@@ -46,7 +46,10 @@ CACHE = ROOT / "build" / "docs-gallery"
 GALLERY_ARGS: dict[str, list[str]] = {
     "01_notebook_exploration.py": ["{out}", "--size", "64"],
     "02_catalog_etl.py": ["{out}", "--n", "12", "--size", "32"],
+    "05_fastapi_multi_pipeline.py": ["--out-dir", "{out}"],
+    "06_http_upload.py": ["--out-dir", "{out}"],
     "06_user_uploaded_pipelines.py": [],
+    "07_tile_server.py": ["--out-dir", "{out}", "--size", "256"],
     "08_qc_operators.py": [],
     "09_regulatory_artifact.py": ["{out}", "--size", "32"],
     "11_cross_sensor_fusion.py": ["{out}", "--size", "64"],
@@ -56,6 +59,10 @@ GALLERY_ARGS: dict[str, list[str]] = {
 }
 #: Examples the docs build does not run (why, shown on the page); the test suite runs them all.
 NOT_RUN: dict[str, str] = {
+    "04_litserve_api.py": (
+        "it starts a LitServe server with worker processes, which takes minutes on a small "
+        "machine; `tests/test_examples_serve.py` runs it and checks its answers"
+    ),
     "12_orchestrator_tasks.py": (
         "it starts a local Dask cluster or a Prefect server, which takes minutes on a small "
         "machine; `tests/test_examples_02_12.py` runs it with both engines"

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "georax.cli.demo",
     "georax.cli.config_cmds",
     "georax.cli.repro_cmds",
+    "georax.cli.serve_cmds",
     "georax.cli.run_cmds",
 )
 
