@@ -381,7 +381,12 @@ class Ensemble(PredictiveSamples):
 
     Build the members with :func:`stack_ensemble` (``eqx.filter_vmap`` over init keys) or stack
     trained members' leaves along axis 0. With ``key=``, each member gets its own key (members
-    with dropout); without, members are called without one.
+    with dropout, wrapped as ``ModelOp(members, pass_key=True)``); without, members are called
+    without one.
+
+    YAML: like :class:`~georax.ModelOp`, when the members are a registered georax operator; the
+    stacked leaves then load only if that class's field annotations admit the leading member
+    axis (``Float[Array, "*m o i"]``, not ``"o i"``: fields are type-checked on load).
 
     **Arguments:**
 
