@@ -539,8 +539,9 @@ class ActiveSampler(Operator):
                 if not shape:
                     shape.append(v.shape)
                 if v.shape != shape[0] or v.ndim < 2:
+                    what = " ".join(repr(items[i]).split())[:60]
                     raise DataError(
-                        f"ActiveSampler.select_from: item {i} ({items[i]!r:.80}) loaded as shape "
+                        f"ActiveSampler.select_from: item {i} ({what}) loaded as shape "
                         f"{v.shape}; every chip must have the shape {shape[0]} (and >= 2 axes)"
                     )
                 chips.append(v)
