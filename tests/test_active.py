@@ -66,7 +66,8 @@ def mlp_entropy_op() -> gx.Operator:
 
 
 def np_rank(scores: np.ndarray, k: int) -> np.ndarray:
-    return np.argsort(-np.asarray(scores, np.float64), kind="stable")[:k]
+    s = np.nan_to_num(np.asarray(scores, np.float64), nan=-np.inf)  # NaN ranks lowest
+    return np.argsort(-s, kind="stable")[:k]
 
 
 def np_moments(chip: np.ndarray) -> np.ndarray:
@@ -74,9 +75,11 @@ def np_moments(chip: np.ndarray) -> np.ndarray:
     return np.concatenate([v.mean(axis=1), v.std(axis=1)])
 
 
-def np_k_center(emb: np.ndarray, k: int) -> list[int]:
+def np_k_center(emb: np.ndarray, k: int, valid: np.ndarray | None = None) -> list[int]:
     chosen = [0]
     nearest = ((emb - emb[0]) ** 2).sum(axis=1)
+    if valid is not None:
+        nearest[~valid] = -np.finfo(np.float32).max
     nearest[0] = -np.inf
     while len(chosen) < k:
         j = int(np.argmax(nearest))
@@ -97,9 +100,15 @@ def np_select(
     cheap: Any = None,
     survivors: int | None = None,
     key: jax.Array | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(picked pool indices, pool scores with NaN where unscored)."""
     n = len(pool)
+    excluded = np.zeros(n, bool) if exclude is None else np.asarray(exclude, bool)
+
+    def masked(v: np.ndarray, at: np.ndarray) -> np.ndarray:
+        return np.where(excluded[at], np.nan, v)
+
     keys = jax.random.split(key, 6) if key is not None else [None] * 6
     ids = np.arange(n)
     if subsample is not None:
@@ -108,19 +117,19 @@ def np_select(
     pool_scores = np.full(n, np.nan)
     if mode == "random":
         u_ = np.asarray(jax.random.uniform(keys[5], (len(ids),)))
-        return ids[np_rank(u_, k)], pool_scores
+        return ids[np_rank(masked(u_, ids), k)], pool_scores
     if cheap is not None:
         c = np.array([cheap(pool[i]) for i in ids])
-        ids = np.sort(ids[np_rank(c, survivors)])
+        ids = np.sort(ids[np_rank(masked(c, ids), survivors)])
     s = np.array([score(pool[i]) for i in ids])
     pool_scores[ids] = s
     if mode == "top":
-        return ids[np_rank(s, k)], pool_scores
+        return ids[np_rank(masked(s, ids), k)], pool_scores
     m = min(int(np.ceil(beta * k)), len(ids))
-    cand = np_rank(s, m)
+    cand = np_rank(masked(s, ids), m)
     emb = np.stack([np_moments(pool[ids[c]]) for c in cand])
     emb = (emb - emb.mean(axis=0)) / (emb.std(axis=0) + 1e-6)
-    return ids[cand[np_k_center(emb, k)]], pool_scores
+    return ids[cand[np_k_center(emb, k, ~excluded[ids[cand]])]], pool_scores
 
 
 # --------------------------------------------------------------------------------------
@@ -200,6 +209,38 @@ def test_diverse_spreads_over_clusters_where_top_does_not() -> None:
     div = a.ActiveSampler(score, k=6, mode="diverse", beta=20.0)(jnp.asarray(pool, jnp.float32))
     assert set(label[np.asarray(top.indices)]) == {0}
     assert len(set(label[np.asarray(div.indices)])) == 4
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"mode": "top"},
+        {"mode": "diverse", "beta": 2.0},
+        {"mode": "random"},
+        {"subsample": 80, "prefilter": u.MeanScalar(), "survivors": 30},
+    ],
+    ids=["top", "diverse", "random", "subsample+tiers"],
+)
+def test_excluded_chips_are_never_picked_and_match_numpy(config: dict[str, Any]) -> None:
+    # exclude the chips a plain run picks first, and many more: the next-best are picked
+    sampler = a.ActiveSampler(mlp_entropy_op(), k=K, batch_size=16, **config)
+    first = np.asarray(sampler(POOL, key=KEY).indices)
+    exclude = np.zeros(N, bool)
+    exclude[first] = True
+    exclude[::3] = True
+    sel = sampler(POOL, key=KEY, exclude=jnp.asarray(exclude))
+    np_config = {
+        "mode": config.get("mode", "top"),
+        "beta": config.get("beta", 4.0),
+        "subsample": config.get("subsample"),
+        "cheap": np_mean_score if "prefilter" in config else None,
+        "survivors": config.get("survivors"),
+    }
+    want, _ = np_select(POOL, np_mlp_entropy, k=K, key=KEY, exclude=exclude, **np_config)
+    np.testing.assert_array_equal(sel.indices, want)
+    assert not exclude[np.asarray(sel.indices)].any()
+    loaded = sampler.select_from(list(POOL), lambda v: v, key=KEY, exclude=exclude, host_batch=64)
+    np.testing.assert_array_equal(loaded.indices, sel.indices)
 
 
 # --------------------------------------------------------------------------------------

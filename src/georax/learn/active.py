@@ -53,7 +53,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray, Shaped
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Shaped
 
 from georax.core.carrier import Carrier, values_of
 from georax.core.errors import DataError, MissingKeyError, ShapeError
@@ -129,7 +129,9 @@ def standardize(x: Float[Array, "m d"], eps: float = 1e-6) -> Float[Array, "m d"
     return (x - x.mean(axis=0)) / (x.std(axis=0) + eps)
 
 
-def k_center_greedy(embeddings: Float[Array, "m d"], k: int) -> Int[Array, " k"]:
+def k_center_greedy(
+    embeddings: Float[Array, "m d"], k: int, valid: Bool[Array, " m"] | None = None
+) -> Int[Array, " k"]:
     """Greedy k-centre: rows of ``embeddings`` that cover them with the smallest radius.
 
     Start from row 0; then repeatedly add the row farthest (squared Euclidean distance) from
@@ -142,6 +144,8 @@ def k_center_greedy(embeddings: Float[Array, "m d"], k: int) -> Int[Array, " k"]
 
     - `embeddings`: ``(m, d)``, ``m >= k``; put the row to start from first.
     - `k`: rows to choose.
+    - `valid`: rows that may be chosen (default all); row 0 is always the first choice. With
+      fewer than ``k`` valid rows, invalid ones fill the remaining places (lowest rows first).
 
     **Returns:** ``(k,)`` int32 row indices in the order chosen.
     """
@@ -154,7 +158,10 @@ def k_center_greedy(embeddings: Float[Array, "m d"], k: int) -> Int[Array, " k"]
         return jnp.sum((e - e[j]) ** 2, axis=1)
 
     chosen = jnp.zeros((k,), jnp.int32)
-    nearest = dist(0).at[0].set(-jnp.inf)
+    nearest = dist(0)
+    if valid is not None:  # invalid rows rank below every valid one, and are still distinct
+        nearest = jnp.where(jnp.asarray(valid), nearest, -jnp.finfo(jnp.float32).max)
+    nearest = nearest.at[0].set(-jnp.inf)
 
     def body(i: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
         chosen, nearest = carry
@@ -379,6 +386,7 @@ class ActiveSampler(Operator):
         keys: list[PRNGKeyArray | None],
         score: Callable[[Operator, Array, PRNGKeyArray | None], Array],
         embed: Callable[[Array, PRNGKeyArray | None], Array],
+        exclude: Array | None = None,
     ) -> tuple[Array, Array, Array]:
         """Subsample -> prefilter -> score -> pick, given how to score/embed pool indices.
 
@@ -390,27 +398,42 @@ class ActiveSampler(Operator):
         ids = jnp.arange(n, dtype=jnp.int32)
         if self.subsample is not None:
             ids = random_subset(k_sub, n, self.subsample)
+        excluded = jnp.zeros((n,), bool) if exclude is None else jnp.asarray(exclude, bool)
+        allowed = ~excluded[ids]
+
+        def masked(v: Array) -> Array:  # excluded chips rank below every other (NaN)
+            return jnp.where(allowed, v, jnp.nan)
+
         nan_pool = jnp.full((n,), jnp.nan, jnp.float32)
         if self.mode == "random":
-            pick = top_k(jax.random.uniform(k_rand, ids.shape), self.k)[1]
+            pick = top_k(masked(jax.random.uniform(k_rand, ids.shape)), self.k)[1]
             return ids[pick], jnp.full((self.k,), jnp.nan, jnp.float32), nan_pool
         if self.prefilter is not None:
             cheap = score(self.prefilter, ids, k_pre)
-            ids = jnp.sort(ids[top_k(cheap, self.survivors)[1]])
+            survive = top_k(masked(cheap), self.survivors)[1]
+            ids, allowed = ids[survive], allowed[survive]
+            order = jnp.argsort(ids)
+            ids, allowed = ids[order], allowed[order]
         s = score(self.score_op, ids, k_score)
         pool = nan_pool.at[ids].set(s)
         if self.mode == "top":
-            values, pick = top_k(s, self.k)
-            return ids[pick], values, pool
+            pick = top_k(masked(s), self.k)[1]
+            return ids[pick], s[pick], pool
         m = min(self.candidates, int(ids.shape[0]))
-        _, cand = top_k(s, m)
+        _, cand = top_k(masked(s), m)
         emb = embed(ids[cand], k_embed)
-        order = k_center_greedy(standardize(emb.reshape(m, -1)), self.k)
+        order = k_center_greedy(standardize(emb.reshape(m, -1)), self.k, valid=allowed[cand])
         pick = cand[order]
         return ids[pick], s[pick], pool
 
     # ---------------------------------------------------------------- pools in memory
-    def __call__(self, x: Any, *, key: PRNGKeyArray | None = None) -> Selection:
+    def __call__(
+        self,
+        x: Any,
+        *,
+        key: PRNGKeyArray | None = None,
+        exclude: Bool[Array, " n"] | None = None,
+    ) -> Selection:
         """Pick ``k`` chips of the pool ``x``.
 
         **Arguments:**
@@ -419,6 +442,11 @@ class ActiveSampler(Operator):
           :class:`~georax.patch.Chips`, or -- with `patcher` -- a scene ``(*band, H, W)``.
         - `key`: needed for ``"random"``, `subsample`, a random patcher, and stochastic score
           operators.
+        - `exclude`: ``(n,)`` bool, chips never to pick (those already labelled): they keep
+          their place in the pool, so the program is not recompiled as the labelled set grows.
+          They may still be scored (and appear in ``pool_scores``); the pool must hold at least
+          ``k`` chips that are not excluded (among the sub-sample, the survivors and, for
+          ``"diverse"``, the candidates), or excluded ones fill the missing picks.
 
         **Returns:** a :class:`Selection`.
         """
@@ -427,19 +455,23 @@ class ActiveSampler(Operator):
             if isinstance(x, Chips):
                 raise ShapeError("ActiveSampler with a patcher takes a scene, got Chips")
             scene = tuple(int(s) for s in self.patcher.check_scene(x))
-            return _select_scene(self, values_of(x), scene, keys)
+            return _select_scene(self, values_of(x), scene, keys, exclude)
         if isinstance(x, Chips):
-            return _select_stack(self, x.values, x.scene_positions(), keys)
+            return _select_stack(self, x.values, x.scene_positions(), keys, exclude)
         v = values_of(x)
         if jnp.ndim(v) < 3:
             raise ShapeError(
                 f"ActiveSampler: the pool must be a chip stack (n, *band, h, w), Chips, or a "
                 f"scene with `patcher=`; got an array of shape {tuple(jnp.shape(v))}"
             )
-        return _select_stack(self, v, None, keys)
+        return _select_stack(self, v, None, keys, exclude)
 
     def _compiled_choose(
-        self, n: int, keys: list[PRNGKeyArray | None], get_chip: Callable[[Array], Array]
+        self,
+        n: int,
+        keys: list[PRNGKeyArray | None],
+        get_chip: Callable[[Array], Array],
+        exclude: Array | None,
     ) -> tuple[Array, Array, Array]:
         b = self._batch()
 
@@ -462,7 +494,11 @@ class ActiveSampler(Operator):
                 max_unrolled=_cap(self.embed_op),
             )
 
-        return self._choose(n, keys, score, embed)
+        if exclude is not None and tuple(jnp.shape(exclude)) != (n,):
+            raise ShapeError(
+                f"ActiveSampler: exclude has shape {tuple(jnp.shape(exclude))}, the pool {n} chips"
+            )
+        return self._choose(n, keys, score, embed, exclude)
 
     # ---------------------------------------------------------------- score raster
     def score_raster(self, scene: Any, selection: Selection) -> Any:
@@ -498,6 +534,7 @@ class ActiveSampler(Operator):
         loader: Callable[[Any], Any] | None = None,
         *,
         key: PRNGKeyArray | None = None,
+        exclude: Bool[Array, " n"] | None = None,
         host_batch: int = 256,
     ) -> Selection:
         """Pick ``k`` of ``items`` (catalog slices, file names, ...) loaded by ``loader``.
@@ -513,7 +550,7 @@ class ActiveSampler(Operator):
         - `items`: any iterable (materialised as a list: items are small descriptions).
         - `loader`: ``loader(item) -> chip`` (array or carrier of one fixed shape); default
           :func:`georax.catalog.load_raster` for :class:`~georax.catalog.GeoSlice` items.
-        - `key`: as for the call.
+        - `key`, `exclude`: as for the call.
         - `host_batch`: items loaded and scored together.
 
         **Returns:** a :class:`Selection` whose indices index ``list(items)``.
@@ -572,7 +609,11 @@ class ActiveSampler(Operator):
             ]
             return jnp.concatenate(out)
 
-        indices, scores, pool = self._choose(n, keys, score, embed)
+        if exclude is not None and tuple(np.shape(exclude)) != (n,):
+            raise ShapeError(
+                f"ActiveSampler.select_from: exclude has shape {np.shape(exclude)}, items {n}"
+            )
+        indices, scores, pool = self._choose(n, keys, score, embed, exclude)
         return Selection(indices=indices, scores=scores, pool_scores=pool)
 
     # ---------------------------------------------------------------- pricing
@@ -615,9 +656,10 @@ def _select_stack(
     stack: Array,
     positions: Array | None,
     keys: list[PRNGKeyArray | None],
+    exclude: Array | None,
 ) -> Selection:
     n = int(stack.shape[0])
-    indices, scores, pool = sampler._compiled_choose(n, keys, lambda i: stack[i])
+    indices, scores, pool = sampler._compiled_choose(n, keys, lambda i: stack[i], exclude)
     return Selection(indices=indices, scores=scores, pool_scores=pool, positions=positions)
 
 
@@ -627,6 +669,7 @@ def _select_scene(
     values: Array,
     scene: tuple[int, int],
     keys: list[PRNGKeyArray | None],
+    exclude: Array | None,
 ) -> Selection:
     patcher = sampler.patcher
     assert patcher is not None
@@ -641,7 +684,7 @@ def _select_scene(
         start = (*(jnp.int32(0) for _ in lead), pos[i, 0], pos[i, 1])
         return jax.lax.dynamic_slice(padded, start, size)
 
-    indices, scores, pool = sampler._compiled_choose(int(pos.shape[0]), keys, get_chip)
+    indices, scores, pool = sampler._compiled_choose(int(pos.shape[0]), keys, get_chip, exclude)
     offset = jnp.asarray([pads[0][0], pads[1][0]], jnp.int32)
     return Selection(indices=indices, scores=scores, pool_scores=pool, positions=pos - offset)
 
