@@ -23,6 +23,7 @@ from georax.errors import BudgetExceededError, ConfigError, DataError, MissingKe
 from georax.learn import active as a
 from georax.learn import uncertainty as u
 from georax.patch import Patcher
+from georax.patch.stitch import MAX_UNROLLED_BATCHES, unrolled_batches
 
 KEY = jax.random.key(42)
 N, K = 160, 8
@@ -403,6 +404,19 @@ def temp_bytes(sampler: a.ActiveSampler, n: int) -> int:
     fn = jax.jit(lambda p, k: sampler(p, key=k).indices)  # the model's bools stay Python
     compiled = fn.lower(pool, KEY).compile()
     return int(compiled.memory_analysis().temp_size_in_bytes)
+
+
+def test_default_batch_grows_with_the_pool_to_stay_unrolled_then_caps() -> None:
+    sampler = a.ActiveSampler(bald_op(), k=4)
+    b = a.default_batch_size()
+    assert sampler.batch_for(10) == b
+    assert sampler.batch_for(b * MAX_UNROLLED_BATCHES) == b
+    n = 2 * b * MAX_UNROLLED_BATCHES + 1  # just over twice: 2b + 1 per batch keeps it unrolled
+    assert sampler.batch_for(n) == 2 * b + 1
+    assert unrolled_batches(n, b) == 1  # the default batch would make the loop a scan
+    assert 1 < unrolled_batches(n, sampler.batch_for(n)) <= MAX_UNROLLED_BATCHES
+    assert sampler.batch_for(10**9) == a.MAX_BATCH_GROWTH * b  # memory bound wins: a scan
+    assert a.ActiveSampler(bald_op(), k=4, batch_size=3).batch_for(10**9) == 3
 
 
 def test_working_memory_does_not_grow_with_the_pool() -> None:

@@ -7,12 +7,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 
 def assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 5_000  # a real figure, not an empty canvas
 
 
+@pytest.mark.slow
 def test_10_active_learning(tmp_path: Path, run_example: Callable[..., str]) -> None:
     """Label -> retrain -> score -> select: picks are new, distinct, and diverse explores more.
 

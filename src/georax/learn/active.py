@@ -40,7 +40,10 @@ pool index.
 measurement (``benchmarks/bench_active.py`` sweeps it): on XLA:CPU a batch whose working set stays
 in cache beats a wide ``vmap`` (large buffers are slow there), and up to
 :data:`~georax.patch.stitch.MAX_UNROLLED_BATCHES` batches are unrolled so convolutions get XLA:CPU's
-fast kernels; on accelerators wide batches fill the device.
+fast kernels; on accelerators wide batches fill the device. For a pool of more than
+``MAX_UNROLLED_BATCHES`` default batches the default batch grows (up to
+:data:`MAX_BATCH_GROWTH` x) so the loop stays unrolled: a ``scan`` would put the convolutions
+on XLA:CPU's naive kernel (:meth:`ActiveSampler.batch_for`).
 """
 
 from __future__ import annotations
@@ -64,10 +67,11 @@ from georax.patch.extract import crop_padding, pad_scene
 from georax.patch.operators import has_batch_loop
 from georax.patch.patcher import Patcher
 from georax.patch.pricing import check_trace_steps, inner_limits
-from georax.patch.stitch import map_chips, stitch, unrolled_batches
+from georax.patch.stitch import MAX_UNROLLED_BATCHES, map_chips, stitch, unrolled_batches
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "MAX_BATCH_GROWTH",
     "MODES",
     "ActiveSampler",
     "Selection",
@@ -86,6 +90,9 @@ MODES = ("top", "diverse", "random")
 DEFAULT_BATCH_SIZE: dict[str, int] = {"cpu": 16, "gpu": 256, "tpu": 256}
 """Chips per ``vmap``-ed batch when ``batch_size=None``, per JAX backend (measured with
 ``benchmarks/bench_active.py``; see there for the sweep). Other backends use the GPU value."""
+
+MAX_BATCH_GROWTH = 4
+"""``batch_size=None`` grows the backend's default batch up to this factor for large pools."""
 
 _N_KEYS = 6  # positions, subsample, prefilter, score, embed, random: a fixed split of `key`
 
@@ -299,7 +306,7 @@ class ActiveSampler(Operator):
     - `patcher`: cut a scene into the pool (regular or random sampler); the call then takes a
       scene and the chips are cut inside the program, batch by batch.
     - `batch_size`: chips per ``vmap``-ed batch; None: :data:`DEFAULT_BATCH_SIZE` of the
-      backend.
+      backend, grown for large pools (:meth:`batch_for`).
     """
 
     score_op: Operator
@@ -342,8 +349,20 @@ class ActiveSampler(Operator):
         """``ceil(beta * k)``: the candidates of ``"diverse"`` before the pool size caps it."""
         return math.ceil(self.beta * self.k)
 
-    def _batch(self) -> int:
-        return default_batch_size() if self.batch_size is None else self.batch_size
+    def batch_for(self, n: int) -> int:
+        """Chips per batch for a pool of ``n``: `batch_size`, or the backend's default grown so
+        the batch loop stays unrolled (at most ``MAX_UNROLLED_BATCHES`` batches), up to
+        :data:`MAX_BATCH_GROWTH` times the default.
+
+        Why grow it: a loop of more batches becomes a ``scan``, and XLA:CPU runs a convolution
+        inside a loop body with its naive kernel (see :data:`georax.patch.stitch.
+        MAX_UNROLLED_BATCHES`), several times slower than a per-chip jitted loop. Past the cap
+        the memory bound wins and the loop is a ``scan``.
+        """
+        if self.batch_size is not None:
+            return self.batch_size
+        b = default_batch_size()
+        return min(max(b, -(-n // MAX_UNROLLED_BATCHES)), MAX_BATCH_GROWTH * b)
 
     def scored_count(self, n: int) -> int:
         """How many chips ``score_op`` scores in a pool of ``n`` (0 in ``"random"`` mode).
@@ -473,7 +492,7 @@ class ActiveSampler(Operator):
         get_chip: Callable[[Array], Array],
         exclude: Array | None,
     ) -> tuple[Array, Array, Array]:
-        b = self._batch()
+        b = self.batch_for(n)
 
         def score(op: Operator, ids: Array, key: PRNGKeyArray | None) -> Array:
             fn = _score_fn(
@@ -593,7 +612,7 @@ class ActiveSampler(Operator):
                     part = np.concatenate([part, np.full(host_batch - real, part[-1])])
                 yield part, load(part), real
 
-        b = self._batch()
+        b = self.batch_for(min(n, host_batch))
 
         def score(op: Operator, ids: Array, key: PRNGKeyArray | None) -> Array:
             out = [
@@ -632,7 +651,7 @@ class ActiveSampler(Operator):
                 )
         n, chip = chips[0], chips[1:]
         m = self.scored_count(n)
-        b = self._batch()
+        b = self.batch_for(n)
         for field, op, count in (
             ("prefilter", self.prefilter, self.subsample or n),
             ("score_op", self.score_op, m),
