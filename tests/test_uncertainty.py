@@ -333,3 +333,19 @@ def test_precheck_bounds_the_shapes() -> None:
     assert u.SampleStd().precheck((7, 4, 8, 8), SANDBOX_LIMITS) == (4, 8, 8)
     with pytest.raises(gx.errors.BudgetExceededError, match=r"MCDropout\.samples"):
         u.MCDropout(stochastic_model(), samples=10**7).precheck((3, 8, 8), SANDBOX_LIMITS)
+
+
+def test_precheck_bound_counts_the_two_classes_a_sigmoid_makes() -> None:
+    from georax.core.sandbox import SANDBOX_LIMITS
+    from georax.geo.indices import NDVI
+
+    x = jnp.asarray(np.random.default_rng(4).uniform(0.01, 0.5, size=(6, 8, 8)), jnp.float32)
+    ndvi = NDVI()
+    assert ndvi.precheck((6, 8, 8), SANDBOX_LIMITS) == (1, 8, 8)  # one logit channel
+    for op, key in (
+        (u.Predictive(ndvi, activation="sigmoid"), None),
+        (u.MCDropout(ndvi, samples=3, activation="sigmoid"), jax.random.key(0)),
+    ):
+        out = op(x) if key is None else op(x, key=key)
+        bound = op.precheck((6, 8, 8), SANDBOX_LIMITS)
+        assert out.shape[1] == 2 and bound == (out.shape[0], 2, 8, 8)

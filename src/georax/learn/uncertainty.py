@@ -314,6 +314,14 @@ class PredictiveSamples(Operator):
         return map_values(f, x)
 
 
+def _stack_bound(samples: int, out: tuple[int, ...], activation: str) -> tuple[int, ...]:
+    """Shape bound of the sample stack: ``samples`` in front; ``sigmoid`` makes 1 class 2."""
+    out = tuple(int(s) for s in out)
+    if activation == "sigmoid" and out:
+        out = (max(out[0], 2), *out[1:])
+    return (samples, *out)
+
+
 def _model_input(model: Operator, v: Array, key: PRNGKeyArray | None) -> Array:
     return values_of(model(v) if key is None else model(v, key=key))
 
@@ -337,8 +345,8 @@ class Predictive(PredictiveSamples):
         return _model_input(self.model, v, key)[None]
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
-        """The model's bound with a sample axis of 1 in front."""
-        return (1, *self.model.precheck(shape, limits))
+        """The model's bound with a sample axis of 1 in front (2 classes from ``sigmoid``)."""
+        return _stack_bound(1, self.model.precheck(shape, limits), self.activation)
 
 
 class MCDropout(PredictiveSamples):
@@ -372,8 +380,8 @@ class MCDropout(PredictiveSamples):
         return mc_dropout_samples(lambda x, k: _model_input(self.model, x, k), v, key, self.samples)
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
-        """The model's bound with ``samples`` in front."""
-        return (self.samples, *self.model.precheck(shape, limits))
+        """The model's bound with ``samples`` in front (2 classes from ``sigmoid``)."""
+        return _stack_bound(self.samples, self.model.precheck(shape, limits), self.activation)
 
 
 class Ensemble(PredictiveSamples):
@@ -420,7 +428,7 @@ class Ensemble(PredictiveSamples):
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """The number of members in front of the input shape (a member's output is unknown)."""
         del limits
-        return (self.size, *shape)
+        return _stack_bound(self.size, shape, self.activation)
 
 
 # --------------------------------------------------------------------------------------
