@@ -52,6 +52,7 @@ GALLERY_ARGS: dict[str, list[str]] = {
     "07_tile_server.py": ["--out-dir", "{out}", "--size", "256"],
     "08_qc_operators.py": [],
     "09_regulatory_artifact.py": ["{out}", "--size", "32"],
+    "10_active_learning.py": ["{out}", "--rounds", "1", "--steps", "100"],
     "11_cross_sensor_fusion.py": ["{out}", "--size", "64"],
     "12_orchestrator_tasks.py": ["{out}", "--n", "4", "--size", "32", "--engine", "dask"],
     "13_pipeline_ab.py": ["{out}", "--size", "32", "--n", "4"],
