@@ -31,6 +31,19 @@ from georax.tensor import GeoTensor
 
 __version__ = "0.1.0"
 
+# Catalogs and runs pull in geopandas, pyarrow and pystac; they are imported on first use
+# (``gx.catalog``, ``gx.run``) so that ``import georax`` stays fast for a notebook or a worker.
+_LAZY = ("catalog", "run")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"georax.{name}")
+    raise AttributeError(f"module 'georax' has no attribute {name!r}")
+
+
 #: The layers whose modules define YAML-loadable operators (see DESIGN.md, Layout): what
 #: ``georax.registry.discover(georax.OPERATOR_PACKAGES)`` imports at a server's start-up.
 OPERATOR_PACKAGES = ("georax.core", "georax.array", "georax.tensor", "georax.patch", "georax.geo")
@@ -47,6 +60,7 @@ __all__ = [
     "Sequential",
     "Tap",
     "array",
+    "catalog",
     "check_budget",
     "config_hash",
     "data",
@@ -64,6 +78,7 @@ __all__ = [
     "price",
     "registry",
     "repro",
+    "run",
     "save",
     "to_config",
 ]

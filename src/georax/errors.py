@@ -37,8 +37,46 @@ from georax.repro.errors import (
 from georax.tensor.geotensor import GeoTensorRequiredError
 from georax.tensor.grid import MissingGeoreferenceError
 
+# Errors of the layers that ``import georax`` loads on first use (catalog, run): resolved lazily
+# so that importing this module does not import geopandas and pyarrow.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "CatalogError",
+            "CatalogFormatError",
+            "CatalogNotFoundError",
+            "CatalogQueryError",
+            "EmptyQueryError",
+            "SliceError",
+            "SliceTooLargeError",
+        ),
+        "georax.catalog.errors",
+    ),
+    **dict.fromkeys(
+        (
+            "ExecutorError",
+            "FailureRateExceededError",
+            "ManifestError",
+            "RowFailedError",
+            "RunError",
+            "RunLockedError",
+        ),
+        "georax.run.errors",
+    ),
+}
+
+
+def __getattr__(name: str) -> type[Exception]:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'georax.errors' has no attribute {name!r}")
+
+
 __all__ = [
     *_core_errors,
+    *_LAZY,
     "ABMismatchError",
     "ArtifactFormatError",
     "ArtifactTamperedError",

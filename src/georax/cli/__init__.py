@@ -15,7 +15,12 @@ from collections.abc import Sequence
 from georax.core.errors import GeoraxError
 
 # Subcommand modules, in the order they appear in --help.
-COMMAND_MODULES = ("georax.cli.demo", "georax.cli.config_cmds", "georax.cli.repro_cmds")
+COMMAND_MODULES = (
+    "georax.cli.demo",
+    "georax.cli.config_cmds",
+    "georax.cli.repro_cmds",
+    "georax.cli.run_cmds",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

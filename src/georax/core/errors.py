@@ -25,8 +25,24 @@ __all__ = [
 ]
 
 
+def _rebuild_error(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Unpickle a georax error without calling its ``__init__`` (see ``GeoraxError.__reduce__``)."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class GeoraxError(Exception):
-    """Base class of every error georax raises deliberately."""
+    """Base class of every error georax raises deliberately.
+
+    Errors cross process boundaries (process pools, Dask and orchestrators pickle a failed task's
+    exception), so every georax error pickles by its message and attributes, whatever the
+    signature of its ``__init__``.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_error, (type(self), self.args, dict(self.__dict__))
 
 
 class ConfigError(GeoraxError, ValueError):

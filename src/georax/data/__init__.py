@@ -6,6 +6,7 @@ bits, a Sentinel-1-like VV/VH scene and a DEM of the same synthetic world on dif
 with a known enhancement map on a documented synthetic CH4 spectrum (:mod:`georax.data.plume`).
 """
 
+from georax.data.catalog import DemoCatalog, write_demo_catalog
 from georax.data.plume import PlumeScene, SpectralLayout, plume_scene
 from georax.data.synthetic import (
     DEFAULT_CRS,
@@ -39,6 +40,7 @@ __all__ = [
     "S1_SIGMA0",
     "S2_BANDS",
     "S2_REFLECTANCE",
+    "DemoCatalog",
     "S2Truth",
     "dem",
     "fusion_scenes",
@@ -47,5 +49,6 @@ __all__ = [
     "sentinel1_grd",
     "sentinel2_l1c",
     "sentinel2_truth",
+    "write_demo_catalog",
     "write_sample_cogs",
 ]

@@ -84,7 +84,3 @@ class ReadBudgetExceededError(BudgetExceededError):
             f"budget of {format_bytes(budget)}; raise it with max_bytes= or "
             "georax.io.read_budget(...) if this is intended",
         )
-
-    def __reduce__(self) -> tuple[type, tuple[str, int, int, str]]:
-        # picklable (process pools, Dask) although __init__ does not take the message
-        return (type(self), (self.path, self.required, self.budget, self.what))
