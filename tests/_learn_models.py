@@ -91,6 +91,14 @@ class _Stall(gl.Callback):
                 time.sleep(1)
 
 
+class _ReportStart(gl.Callback):
+    """Print the step training starts from (after a Checkpointer has restored, if it did)."""
+
+    def on_fit_start(self, state: gl.TrainState, log: gl.FitLog) -> Any:
+        print(f"start {int(state.step)}", flush=True)
+        return state, log
+
+
 def train(argv: list[str]) -> None:
     """A deterministic fit run; writes the final arrays of the pipeline to ``--out``."""
     ap = argparse.ArgumentParser()
@@ -105,7 +113,10 @@ def train(argv: list[str]) -> None:
     ds = gl.ChipDataset.from_scenes(xs, ys, chip=32, augment=aug)
     pipe = pipeline()
     step = gl.make_train_step(pipe, gl.sigmoid_cross_entropy, optax.adam(1e-2))
-    callbacks: list[gl.Callback] = [gl.Checkpointer(args.ckpt, every=args.every, keep=2)]
+    callbacks: list[gl.Callback] = [
+        gl.Checkpointer(args.ckpt, every=args.every, keep=2),
+        _ReportStart(),
+    ]
     if args.stall_at:
         callbacks.append(_Stall(args.stall_at))
     result = gl.fit(
