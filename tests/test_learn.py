@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _learn_models import EqxSeg, TinySeg, pipeline
 from flax import nnx
 
 import georax as gx
@@ -19,6 +18,8 @@ from georax import learn as gl
 from georax.errors import ConfigError, ShapeError
 from georax.geo.augment import RandomCrop, RandomFlip, RandomRotate90
 from georax.geo.radiometry import DNToReflectance, Normalize
+
+from _learn_models import EqxSeg, TinySeg, pipeline
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -155,6 +156,7 @@ def test_a_batch_is_a_function_of_its_key_only() -> None:
     x, y = ds.batch(key, 8)
     x2, y2 = ds.batch(gl.batch_key(5, 17), 8)
     np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
     # sample i depends on fold_in(key, i) only: two "workers" building halves agree
     xa, _ = ds.batch(key, 4)
     np.testing.assert_array_equal(xa, x[:4])
@@ -376,3 +378,28 @@ def test_select_bands_on_arrays_geotensors_and_prechecks() -> None:
     assert gx.loads_yaml(gx.dumps_yaml(sel)) == sel
     with pytest.raises(ConfigError, match="bands"):
         gl.SelectBands(())
+
+
+# --------------------------------------------------------------------------------------
+# SegNet (the net shipped with georax.learn)
+# --------------------------------------------------------------------------------------
+def test_segnet_receptive_field_config_and_checks() -> None:
+    from georax.learn.nets import SegNet
+
+    net = SegNet(3, 4, (1, 3), out_channels=2, rngs=nnx.Rngs(0))
+    x = jnp.asarray(_rng().random((2, 3, 24, 24), dtype=np.float32))
+    assert net(x).shape == (2, 2, 24, 24)
+    # the output at (12, 12) depends on inputs within 1 + 2 * (1 + 3) = 9 pixels, no further
+    g = jax.grad(lambda v: net(v)[0, 0, 12, 12])(x)
+    rows, cols = np.nonzero(np.abs(np.asarray(g[0])).sum(axis=0))
+    assert rows.min() >= 8 and rows.max() <= 16 and cols.min() >= 8 and cols.max() <= 16
+    assert rows.max() - rows.min() == 8  # the whole field is used (dilations 1 and 3)
+    cfg = gx.to_config(gx.ModelOp(net))["model"]
+    assert cfg["_target_"] == "georax.learn.nets.SegNet"
+    assert (cfg["in_bands"], cfg["width"], tuple(cfg["dilations"])) == (3, 4, (1, 3))
+    back = gx.from_config(gx.to_config(gx.ModelOp(net), max_inline=None))
+    np.testing.assert_array_equal(back(x[0]), net(x[0]))
+    with pytest.raises(ConfigError, match="dilations"):
+        SegNet(3, 4, (), rngs=nnx.Rngs(0))
+    with pytest.raises(ConfigError, match="width"):
+        SegNet(3, 0, rngs=nnx.Rngs(0))
