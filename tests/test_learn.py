@@ -18,6 +18,7 @@ from georax import learn as gl
 from georax.errors import ConfigError, ShapeError
 from georax.geo.augment import RandomCrop, RandomFlip, RandomRotate90
 from georax.geo.radiometry import DNToReflectance, Normalize
+from georax.learn.nets import SegNet
 
 from _learn_models import EqxSeg, TinySeg, pipeline
 
@@ -384,8 +385,6 @@ def test_select_bands_on_arrays_geotensors_and_prechecks() -> None:
 # SegNet (the net shipped with georax.learn)
 # --------------------------------------------------------------------------------------
 def test_segnet_receptive_field_config_and_checks() -> None:
-    from georax.learn.nets import SegNet
-
     net = SegNet(3, 4, (1, 3), out_channels=2, rngs=nnx.Rngs(0))
     x = jnp.asarray(_rng().random((2, 3, 24, 24), dtype=np.float32))
     assert net(x).shape == (2, 2, 24, 24)
