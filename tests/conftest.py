@@ -5,6 +5,8 @@
 - ``isolated_registry``: operator classes defined while a test runs are unregistered when it
   ends, so a class defined inside a test never leaks into the global registry (and into the
   allow-list or registry walks of later tests).
+- an autouse guard fails any test that defines an operator class in its body without
+  ``isolated_registry``.
 - ``patient_sandbox``: the sandbox limits with a wall-clock limit fit for a loaded CI machine.
 """
 
@@ -51,6 +53,26 @@ def isolated_registry() -> Iterator[None]:
     for path, cls in after.items():
         if before.get(path) is not cls:
             registry.unregister(cls)
+
+
+@pytest.fixture(autouse=True)
+def _no_operator_class_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that defines an operator class in its body without ``isolated_registry``.
+
+    Such a class would stay registered (and, if its module is under ``georax``, allowed) for
+    every later test in the same process.
+    """
+    before = {**registry.all_operators(), **registry.abstract_operators()}
+    yield
+    if "isolated_registry" in request.fixturenames:
+        return
+    after = {**registry.all_operators(), **registry.abstract_operators()}
+    leaked = [p for p, c in after.items() if before.get(p) is not c and "<locals>" in p]
+    if leaked:
+        pytest.fail(
+            f"operator classes defined in the test leak into the registry: {leaked}; "
+            "use the isolated_registry fixture"
+        )
 
 
 @pytest.fixture

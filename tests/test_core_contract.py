@@ -17,7 +17,7 @@ from equinox import AbstractVar
 from jaxtyping import Array, Float
 
 import georax as gx
-from georax.core import ConfigError, Operator, registry, static
+from georax.core import Carrier, ConfigError, Operator, registry, static
 from georax.core.errors import AbstractTargetError, GeoraxError, UntrustedTargetError
 from georax.core.operator import as_tuple, leaf
 from georax.core.yaml_io import dumps_yaml, loads_yaml
@@ -89,14 +89,51 @@ def test_public_operators_lists_only_runnable_classes() -> None:
         assert path not in registry.public_operators()
 
 
-def test_core_classes_are_abstract_or_final() -> None:
-    """Equinox's rule: share code through abstract bases, never subclass a concrete operator."""
-    core = {p: c for p, c in registry.all_operators().items() if p.startswith("georax.core.")}
-    assert core
-    for path, cls in core.items():
+def _georax_classes(root: type) -> set[type]:
+    """Every subclass of ``root`` defined in georax (all georax modules imported first)."""
+    for info in pkgutil.walk_packages(gx.__path__, prefix="georax."):
+        if not info.name.endswith("__main__"):
+            __import__(info.name)
+    found = {c for c in _all_subclasses(root) if c.__module__.startswith("georax.")}
+    assert found
+    return found
+
+
+def _abstract_or_final_violations(classes: set[type], root: type) -> list[str]:
+    """Concrete classes that are subclassed, and abstract classes that are registered."""
+    registered = set(registry.all_operators().values())
+    found = []
+    for cls in classes:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if registry.is_abstract(cls) and cls in registered:
+            found.append(f"abstract {name} is registered")
         for base in cls.__mro__[1:]:
-            if isinstance(base, type) and issubclass(base, Operator) and base is not Operator:
-                assert registry.is_abstract(base), f"{path} subclasses concrete {base.__name__}"
+            if issubclass(base, root) and base is not root and not registry.is_abstract(base):
+                found.append(f"{name} subclasses concrete {base.__name__}")
+    return found
+
+
+@pytest.mark.parametrize("root", [Operator, Carrier], ids=lambda c: c.__name__)
+def test_every_georax_class_is_abstract_or_final(root: type) -> None:
+    """Equinox's rule: share code through abstract bases, never subclass a concrete class.
+
+    Concrete classes are never subclassed; abstract ones are never registered (so never loadable).
+    """
+    classes = _georax_classes(root)
+    assert any(registry.is_abstract(c) for c in classes)  # the bases are seen too
+    assert _abstract_or_final_violations(classes, root) == []
+
+
+def test_a_subclassed_concrete_operator_is_a_violation() -> None:
+    class Base(Operator):
+        def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
+            return x
+
+    class Sub(Base):
+        pass
+
+    found = _abstract_or_final_violations({Base, Sub}, Operator)
+    assert found == [f"{__name__}.{Sub.__qualname__} subclasses concrete Base"]
 
 
 # --------------------------------------------------------------------------------------

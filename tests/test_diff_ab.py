@@ -187,3 +187,19 @@ def test_report_json_and_histogram_png(tmp_path: Path) -> None:
     assert doc["a"]["digest"] == gx.pipeline_digest(a)
     png = paths["png"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+
+
+def test_a_catalog_runs_every_slice_with_its_raster_loader(tmp_path: Path) -> None:
+    from georax.catalog import load_raster, open_catalog
+
+    demo = gd.write_demo_catalog(tmp_path / "cat", n=3, size=32)
+    catalog = open_catalog(demo.catalog)
+    pipe_a = gx.Sequential([MaskClouds(), NDVI()])
+    pipe_b = gx.Sequential([MaskClouds(dilate=1), NDVI()])
+    report = AB(pipe_a, pipe_b).run(catalog)
+    assert report.ids == demo.ids
+    # the same numbers as loading each slice by hand
+    by_hand = {s.id: load_raster(s) for s in catalog.iter_slices()}
+    expected = AB(pipe_a, pipe_b).run(by_hand)
+    np.testing.assert_allclose(report.values["rmse"], expected.values["rmse"], equal_nan=True)
+    assert np.isfinite(report.values["rmse"]).all()

@@ -86,6 +86,9 @@ def test_12_orchestrator_tasks(tmp_path: Path, engine: str) -> None:
             "PREFECT_HOME": str(prefect_home),  # a throwaway local Prefect (ephemeral API)
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "WARNING",
+            # The ephemeral API server starts in a subprocess; its default 20 s start-up budget
+            # is too short on a loaded 2-core machine (seen timing out beside the suite).
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         },
     )
     assert f"engine: {engine}" in stdout

@@ -231,6 +231,7 @@ def test_gradient_with_respect_to_input_through_three_step_pipeline() -> None:
     np.testing.assert_allclose(g, 2 * x, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.usefixtures("isolated_registry")
 def test_stochastic_inner_operator_gets_distinct_keys() -> None:
     p = Patcher(Rectangular(4), RegularStride(4), Boxcar(), ByIndex())
 

@@ -56,13 +56,10 @@ def _jaxpr_has_callback(fn, x) -> bool:
 def test_on_fail_must_be_one_of_three(op) -> None:
     cfg = op.config_fields()
     assert type(op)(**cfg) == op
-    for bad in ("Raise", "error"):
+    for bad in ("Raise", "error", None, 1):  # the field type check (a Literal) refuses them
         with pytest.raises(
-            ConfigError, match=r"on_fail.*must be one of \('raise', 'warn', 'off'\)"
+            ConfigError, match=r"\.on_fail=.*wrong type: expected Literal\['raise', 'warn', 'off'\]"
         ):
-            type(op)(**{**cfg, "on_fail": bad})
-    for bad in (None, 1):  # not a string: the field type check refuses it first
-        with pytest.raises(ConfigError, match=r"\.on_fail=.*expected str"):
             type(op)(**{**cfg, "on_fail": bad})
 
 

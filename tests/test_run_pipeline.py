@@ -342,6 +342,7 @@ def test_bad_arguments_are_typed(mixed, tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.usefixtures("isolated_registry")
 def test_writer_refuses_non_geotensor_results(mixed, tmp_path: Path) -> None:
     class ToArray(gx.Operator):
         def __call__(self, x, *, key=None):

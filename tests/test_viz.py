@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -16,7 +18,7 @@ from _geo_helpers import assert_rebuilds, assert_runs_on_chips, assert_stitches_
 from georax import GeoTensor
 from georax.core.errors import ConfigError, DataError, ShapeError
 from georax.core.sandbox import SANDBOX_LIMITS
-from georax.geo.viz import Colormap, TrueColor, encode_png, write_png
+from georax.geo.viz import Colormap, TrueColor, apply_lut, encode_png, write_png
 
 
 @pytest.mark.parametrize(("name", "vmin", "vmax"), [("viridis", 0.0, 1.0), ("RdYlGn", -1.0, 1.0)])
@@ -43,6 +45,41 @@ def test_lut_built_once_and_is_a_leaf() -> None:
     a = f(cm, jnp.ones((1, 2, 2)))
     b = f(Colormap("magma", 0, 4), jnp.ones((1, 2, 2)))  # new vmax: same compiled program
     assert f._cache_size() == 1 and not np.array_equal(a, b)
+
+
+def _hlo_opcodes(compiled_text: str) -> set[str]:
+    """The opcodes of every instruction in an optimised HLO module's text."""
+    return set(re.findall(r"= (?:\([^)]*\)|\S+) ([a-z][\w-]*)\(", compiled_text))
+
+
+def test_colormap_passed_as_argument_does_not_repack_its_table_per_pixel() -> None:
+    """The idiom a service deploys, ``filter_jit(lambda p, x: p(x))``, gathers from the packed
+    table leaf as it is: no in-graph append/bitcast of the LUT, which XLA:CPU fuses into the
+    gather and repeats for every pixel (a pad + shift + reduce per pixel; ~2x the colormap
+    step), and no extra copy of the output. The captured form is checked alongside: both
+    compile to the same operations, apart from the scalar arithmetic on the vmin/vmax
+    arguments, and give the same pixels."""
+    cm = Colormap("RdYlGn", vmin=-1, vmax=1, nan_rgba=(1, 2, 3, 4))
+    assert cm.packed_lut.shape == (257,) and cm.packed_lut.dtype == jnp.uint32
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1.2, 1.2, (1, 32, 32)).astype(np.float32))
+    x = x.at[0, 0, 0].set(jnp.nan)
+    served = eqx.filter_jit(lambda p, v: p(v))
+    lowered = served.lower(cm, x).lowered
+    assert "concatenate" not in lowered.as_text()  # the NaN entry is not appended in-graph
+    compiled = lowered.compile().as_text()
+    arg_ops = _hlo_opcodes(compiled)
+    cap_ops = _hlo_opcodes(jax.jit(cm).lower(x).compile().as_text())
+    assert {"gather", "fusion"} <= arg_ops
+    assert not {"reduce", "shift-left", "pad", "concatenate"} & arg_ops, arg_ops
+    assert arg_ops - cap_ops <= {"subtract", "divide", "parameter", "tuple"}, arg_ops - cap_ops
+    # filter_jit returns a marker scalar beside the image: the RGBA planes must still be written
+    # in place, not produced transposed and copied (bitcast + moveaxis did that)
+    copies = re.findall(r"= (\S+) copy\(", compiled.split("ENTRY", 1)[1])
+    assert copies in ([], ["s32[]"]), copies
+    out = served(cm, x)
+    np.testing.assert_array_equal(out, jax.jit(cm)(x))
+    np.testing.assert_array_equal(out, apply_lut(x[0], cm.lut, -1.0, 1.0, (1, 2, 3, 4)))
+    assert tuple(np.asarray(out[:, 0, 0])) == (1, 2, 3, 4)
 
 
 def test_true_color_fixed_and_percentile() -> None:

@@ -16,10 +16,8 @@ Two questions come up in every operator that does real-valued arithmetic:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +25,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from georax.core.errors import DataError
 
-__all__ = ["concrete", "is_finite_value", "optional_leaf", "real_float", "require_real"]
+__all__ = ["concrete", "is_finite_value", "real_float", "require_real"]
 
 
 def require_real(x: ArrayLike, who: str) -> Array:
@@ -107,30 +105,3 @@ def is_finite_value(value: Any) -> bool:
             return False
         return False  # strings, objects: not a number at all
     return bool(np.all(np.isfinite(v)))
-
-
-def _optional_to_leaf(value: Any) -> Any:
-    # None stays None; arrays and tracers pass untouched (vmap over parameters keeps working);
-    # Python numbers and lists become float32 arrays, as :func:`georax.core.operator.leaf` does.
-    # Anything else (a string, a ragged list) is kept as given, for the operator's check to refuse
-    # with a ConfigError naming the field (see :func:`is_finite_value`).
-    if value is None or isinstance(value, jax.Array | np.ndarray | jax.core.Tracer):
-        return value
-    try:
-        arr = np.asarray(value)
-    except ValueError:
-        return value
-    if arr.dtype.kind not in "biuf":
-        return value
-    return jnp.asarray(arr if arr.dtype.kind == "b" else arr.astype(np.float32))
-
-
-def optional_leaf(default: Any = None, **kwargs: Any) -> Any:
-    """Declare an array-leaf parameter that may be ``None`` (e.g. an open side of a range).
-
-    Like :func:`georax.core.operator.leaf`, numbers become float32 arrays; ``None`` means "not
-    given" and stays ``None``.
-    """
-    if default is dataclasses.MISSING:
-        return eqx.field(converter=_optional_to_leaf, **kwargs)
-    return eqx.field(converter=_optional_to_leaf, default=default, **kwargs)

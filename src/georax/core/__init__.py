@@ -27,6 +27,7 @@ from georax.core.operator import (
     as_tuple,
     derived,
     leaf,
+    optional_leaf,
     static,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "derived",
     "leaf",
     "map_values",
+    "optional_leaf",
     "registry",
     "static",
     "values_of",

@@ -50,6 +50,7 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
+from georax.core.carrier import Carrier
 from georax.core.deadline import deadline
 from georax.core.errors import (
     BudgetExceededError,
@@ -330,6 +331,8 @@ def _shape_bound(spec: Any) -> Any:
     """The shape (or ``{input: shape}``) that :meth:`Operator.precheck` receives for a spec."""
     if isinstance(spec, Mapping):
         return {k: _shape_bound(v) for k, v in spec.items()}
+    if isinstance(spec, Carrier):
+        return spec.shape_bound()
     leaves = [x for x in jax.tree_util.tree_leaves(spec) if hasattr(x, "shape")]
     return tuple(int(d) for d in leaves[0].shape) if leaves else ()
 

@@ -65,6 +65,15 @@ class Carrier(eqx.Module):
         fields.update(changes)
         return type(self)(**fields)
 
+    def shape_bound(self) -> tuple[int, ...]:
+        """The shape :meth:`georax.Operator.precheck` is given for this carrier.
+
+        ``values``' shape by default (``values`` may be a :class:`jax.ShapeDtypeStruct`); a
+        carrier whose pre-check needs more than a shape (chips remember their scene) returns a
+        tuple subclass carrying it.
+        """
+        return tuple(int(d) for d in self.values.shape)
+
     def _names_for(self, values: Any, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
         shape = jnp.shape(values)
         if names is None or len(shape) < self.band_axis_ndim or shape[-3] != len(names):

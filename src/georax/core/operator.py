@@ -73,6 +73,7 @@ __all__ = [
     "config_field_names",
     "derived",
     "leaf",
+    "optional_leaf",
     "semantic_checks_suspended",
     "static",
 ]
@@ -148,6 +149,21 @@ def leaf(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
     metadata = dict(kwargs.pop("metadata", None) or {})
     metadata[LEAF] = True
     return eqx.field(converter=_to_leaf, default=default, metadata=metadata, **kwargs)
+
+
+def _to_optional_leaf(value: Any) -> Any:
+    return None if value is None else _to_leaf(value)
+
+
+def optional_leaf(default: Any = None, **kwargs: Any) -> Any:
+    """Declare an array-leaf parameter that may be ``None`` (e.g. an open side of a range).
+
+    Like :func:`leaf`, numbers become float32 arrays; ``None`` means "not given" and stays
+    ``None``. Annotate the field ``Array | None``.
+    """
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    metadata[LEAF] = True
+    return eqx.field(converter=_to_optional_leaf, default=default, metadata=metadata, **kwargs)
 
 
 def derived(static_field: bool = False, **kwargs: Any) -> Any:

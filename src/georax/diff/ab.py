@@ -270,8 +270,10 @@ class AB:
         **Arguments:**
 
         - `inputs`: a GeoTensor/array, a path (a file, or a directory of rasters), a list of
-          those, a dict ``{id: input}``, or any iterable of items for ``loader``. Items with a
-          string ``id`` attribute (catalog slices) are reported under it.
+          those, a dict ``{id: input}``, a :class:`georax.catalog.Catalog` (every slice, read
+          with :func:`georax.catalog.load_raster` unless ``loader`` is given), or any iterable
+          of items for ``loader``. Items with a string ``id`` attribute (catalog slices) are
+          reported under it.
         - `loader`: ``item -> pipeline input``; default: arrays and GeoTensors as they are,
           paths read with :func:`georax.io.read` (``.npy`` with NumPy), dicts loaded per value.
 
@@ -279,6 +281,13 @@ class AB:
 
         **Raises:** :class:`ABMismatchError` if the outputs cannot be compared on an input.
         """
+        if callable(getattr(inputs, "iter_slices", None)):  # a georax.catalog.Catalog
+            if loader is None:
+                # Lazy: georax.catalog needs geopandas, which AB does not otherwise use.
+                from georax.catalog import load_raster
+
+                loader = load_raster
+            inputs = inputs.iter_slices()
         load = loader or _default_load
         counter = _Counter()
         ids: list[str] = []

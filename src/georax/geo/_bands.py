@@ -83,16 +83,6 @@ def with_fill_value(x: Any, fill_value: float | int | None) -> Any:
     return x
 
 
-def check_band_field(op: Operator, *fields: str, optional: bool = False) -> None:
-    """Refuse band-index fields that are not ints (``True`` is not band 1); ``None`` if optional."""
-    for name in fields:
-        value = getattr(op, name)
-        if optional and value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool):
-            op.fail(name, "must be an int band index" + (" or None" if optional else ""))
-
-
 def check_finite_leaf(op: Operator, *fields: str) -> None:
     """Refuse array-leaf parameters holding NaN or infinity (checked only when not traced)."""
     for name in fields:

@@ -28,7 +28,7 @@ augment chips inside ``ApplyToChips``, where each chip is a plain array.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -58,8 +58,6 @@ __all__ = [
     "rot90_transform",
     "sample_key",
 ]
-
-_AXES = {"x": -1, "y": -2}
 
 
 # --------------------------------------------------------------------------------------
@@ -195,11 +193,11 @@ class RandomFlip(Operator):
 
     requires_key = True
     p: Array = leaf(default=0.5)
-    axes: tuple[str, ...] = static(default=("x",), converter=as_tuple)
+    axes: tuple[Literal["x", "y"], ...] = static(default=("x",), converter=as_tuple)
 
     def __check_init__(self) -> None:
-        if isinstance(self.axes, str) or not self.axes or any(a not in _AXES for a in self.axes):
-            self.fail("axes", "must be a non-empty tuple of 'x' and/or 'y'")
+        if not self.axes:
+            self.fail("axes", "must name at least one axis, 'x' and/or 'y'")
         if len(set(self.axes)) != len(self.axes):
             self.fail("axes", "lists an axis twice")
         p = concrete(self.p)
@@ -238,11 +236,8 @@ class RandomRotate90(Operator):
 
     def __check_init__(self) -> None:
         if (
-            isinstance(self.ks, int)
-            or not self.ks
-            or any(
-                not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 3 for k in self.ks
-            )
+            not self.ks
+            or any(not 0 <= k <= 3 for k in self.ks)
             or len(set(self.ks)) != len(self.ks)
         ):
             self.fail("ks", "must be a non-empty tuple of distinct quarter turns in 0..3")
@@ -280,21 +275,17 @@ class RandomCrop(Operator):
 
     - `size`: ``(height, width)`` of the crop (an int means square). Static: the output shape.
 
-    Needs ``key=``. A GeoTensor's transform origin moves to the crop when the draw is concrete
-    (see the module docstring). Raises :class:`~georax.errors.ShapeError` if the image is smaller
-    than ``size``.
+    Needs ``key=``. GeoTensor georeferencing: the transform origin moves to the crop when the
+    draw is concrete, and is dropped under ``jit``/``vmap`` (see the module docstring).
+    Raises :class:`~georax.errors.ShapeError` if the image is smaller than ``size``.
     """
 
     requires_key = True
     size: tuple[int, int] = static(converter=_pair)
 
     def __check_init__(self) -> None:
-        if (
-            not isinstance(self.size, tuple)
-            or len(self.size) != 2
-            or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in self.size)
-        ):
-            self.fail("size", "must be a positive int or (height, width)")
+        if any(s < 1 for s in self.size):
+            self.fail("size", "must be a positive int or (height, width) of positive ints")
 
     def _check_fits(self, h: int, w: int) -> None:
         ch, cw = self.size

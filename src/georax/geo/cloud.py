@@ -28,7 +28,6 @@ from georax.array.validate import require_real
 from georax.core.carrier import values_of
 from georax.core.operator import Operator, as_tuple, static
 from georax.geo._bands import (
-    check_band_field,
     check_bands,
     drop_band,
     map_bands,
@@ -162,25 +161,11 @@ def _fill(fill_value: float | None) -> float:
 
 def _check_mask_fields(op: Operator) -> None:
     """The field checks MaskFromQABits and MaskClouds share."""
-    check_band_field(op, "qa_band")
     bits = op.bits  # type: ignore[attr-defined]
-    if (
-        not isinstance(bits, tuple)
-        or not bits
-        or any(not isinstance(b, int) or isinstance(b, bool) or not 0 <= b < 32 for b in bits)
-    ):
+    if not bits or any(not 0 <= b < 32 for b in bits):
         op.fail("bits", "must be a non-empty sequence of bit positions in [0, 32)")
-    dilate = op.dilate  # type: ignore[attr-defined]
-    if not isinstance(dilate, int) or isinstance(dilate, bool) or dilate < 0:
-        op.fail("dilate", "must be an int >= 0")
-
-
-def _check_fill_value(op: Operator) -> None:
-    fill_value = op.fill_value  # type: ignore[attr-defined]
-    if fill_value is not None and (
-        not isinstance(fill_value, int | float) or isinstance(fill_value, bool)
-    ):
-        op.fail("fill_value", "must be a number, or None for NaN")
+    if op.dilate < 0:  # type: ignore[attr-defined]
+        op.fail("dilate", "must be >= 0")
 
 
 def _precheck_dilate(op: Operator, shape: tuple[int, ...], limits: Limits) -> None:
@@ -266,10 +251,6 @@ class ApplyMask(Operator):
     def __check_init__(self) -> None:
         if (self.mask is None) == (self.mask_band is None):
             self.fail("mask", "give exactly one of `mask` (an operator) or `mask_band` (an int)")
-        if self.mask is not None and not isinstance(self.mask, Operator):
-            self.fail("mask", "must be a georax Operator producing a boolean mask")
-        check_band_field(self, "mask_band", optional=True)
-        _check_fill_value(self)
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """Run the mask operator's own precheck; the output may lose the mask's source band."""
@@ -327,7 +308,6 @@ class MaskClouds(Operator):
 
     def __check_init__(self) -> None:
         _check_mask_fields(self)
-        _check_fill_value(self)
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """Refuse a dilation window over ``limits.max_extent``; the QA band may be dropped."""

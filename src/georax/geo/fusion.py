@@ -34,6 +34,7 @@ from georax.geo.resample import (
     PLAN_BYTES_PER_PIXEL,
     RESAMPLING_METHODS,
     NoOverlapError,
+    Resampling,
     resample,
 )
 from georax.tensor.geotensor import GeoTensor
@@ -54,10 +55,7 @@ def _grid_or_ref(value: Any) -> Any:
     """Converter for ``target_grid``: ints and names pass, (crs, transform, shape) -> Grid."""
     if isinstance(value, str | int) or value is None:
         return value
-    try:
-        return Grid.coerce(value)
-    except (TypeError, ValueError, KeyError):
-        return value  # refused with a ConfigError in __check_init__
+    return Grid.coerce(value)
 
 
 def _check_grid(op: Operator, field: str) -> None:
@@ -132,7 +130,9 @@ class Resample(Operator):
     Same CRS and axis-aligned grids use :func:`jax.image.scale_and_translate` (antialiased
     bilinear, matching GDAL's warper); otherwise a pyproj coordinate map, computed once on the host
     while tracing, drives :func:`jax.scipy.ndimage.map_coordinates`. Output is float, NaN where
-    the target is outside the source or on missing data (input ``fill_value`` or NaN).
+    the target is outside the source or on missing data (input ``fill_value`` or NaN). The
+    output's georeferencing is the target grid's (its transform and CRS), with
+    ``fill_value=None``; band names are kept.
 
     **Arguments:**
 
@@ -141,14 +141,10 @@ class Resample(Operator):
     """
 
     target_grid: Grid = static(converter=_grid_or_ref)
-    resampling: str = static(default="bilinear")
+    resampling: Resampling = static(default="bilinear")
 
     def __check_init__(self) -> None:
-        if not isinstance(self.target_grid, Grid):
-            self.fail("target_grid", "must be a Grid or (crs, (a, b, c, d, e, f), (height, width))")
         _check_grid(self, "target_grid")
-        if self.resampling not in RESAMPLING_METHODS:
-            self.fail("resampling", f"must be one of {RESAMPLING_METHODS}")
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """Refuse a target grid over ``max_extent`` or whose plan exceeds ``max_host_bytes``."""
@@ -192,19 +188,14 @@ class AlignAndStack(Operator):
 
     target_grid: str | int | Grid = static(default=0, converter=_grid_or_ref)
     inputs: tuple[str, ...] | None = static(default=None, converter=as_tuple)
-    resampling: str | tuple[str, ...] = static(default="bilinear", converter=as_tuple)
+    resampling: Resampling | tuple[Resampling, ...] = static(default="bilinear", converter=as_tuple)
 
     def __check_init__(self) -> None:
         t = self.target_grid
-        if isinstance(t, bool) or not isinstance(t, str | int | Grid):
-            self.fail(
-                "target_grid",
-                "must be an input name, an input index, or a Grid (crs, transform, shape)",
-            )
         if isinstance(t, Grid):
             _check_grid(self, "target_grid")
         if self.inputs is not None:
-            if not all(isinstance(n, str) and n for n in self.inputs):
+            if not all(self.inputs):
                 self.fail("inputs", "must be a tuple of non-empty names")
             if len(set(self.inputs)) != len(self.inputs):
                 self.fail("inputs", "names must be unique")
@@ -212,12 +203,7 @@ class AlignAndStack(Operator):
                 self.fail("target_grid", f"is not one of the input names {list(self.inputs)}")
             if isinstance(t, int) and not -len(self.inputs) <= t < len(self.inputs):
                 self.fail("target_grid", f"is out of range for {len(self.inputs)} inputs")
-        methods = (self.resampling,) if isinstance(self.resampling, str) else self.resampling
-        if (
-            not isinstance(methods, tuple)
-            or not methods
-            or any(not isinstance(m, str) or m not in RESAMPLING_METHODS for m in methods)
-        ):
+        if self.resampling == ():
             self.fail("resampling", f"must be one of {RESAMPLING_METHODS} (or a tuple of them)")
         if (
             self.inputs is not None

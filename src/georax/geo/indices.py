@@ -32,7 +32,6 @@ from georax.core.carrier import values_of
 from georax.core.errors import GeoraxError
 from georax.core.operator import Operator, as_tuple, leaf, static
 from georax.geo._bands import (
-    check_band_field,
     check_bands,
     check_finite_leaf,
     map_bands,
@@ -144,9 +143,6 @@ class NormalizedDifference(Operator):
     b_band: int = static()
     label: str = static("ND")
 
-    def __check_init__(self) -> None:
-        check_band_field(self, "a_band", "b_band")
-
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """One output band."""
         return _one_band(shape)
@@ -165,9 +161,6 @@ class NDVI(Operator):
 
     red_band: int = static(2)
     nir_band: int = static(3)
-
-    def __check_init__(self) -> None:
-        check_band_field(self, "red_band", "nir_band")
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """One output band."""
@@ -188,9 +181,6 @@ class NDWI(Operator):
     green_band: int = static(1)
     nir_band: int = static(3)
 
-    def __check_init__(self) -> None:
-        check_band_field(self, "green_band", "nir_band")
-
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """One output band."""
         return _one_band(shape)
@@ -209,9 +199,6 @@ class NBR(Operator):
 
     nir_band: int = static(3)
     swir2_band: int = static(5)
-
-    def __check_init__(self) -> None:
-        check_band_field(self, "nir_band", "swir2_band")
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
         """One output band."""
@@ -240,7 +227,6 @@ class EVI(Operator):
     l: Array = leaf(1.0)  # noqa: E741
 
     def __check_init__(self) -> None:
-        check_band_field(self, "blue_band", "red_band", "nir_band")
         check_finite_leaf(self, "g", "c1", "c2", "l")
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
@@ -272,7 +258,6 @@ class SAVI(Operator):
     l: Array = leaf(0.5)  # noqa: E741
 
     def __check_init__(self) -> None:
-        check_band_field(self, "red_band", "nir_band")
         check_finite_leaf(self, "l")
 
     def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
@@ -317,16 +302,13 @@ def _constant_defaults() -> dict[str, float | None]:
 
 
 def _pairs(value: Any) -> Any:
-    """Mappings become sorted tuples of (name, value) pairs; sequences become tuples."""
+    """Mappings become tuples of (name, value) pairs sorted by name; sequences become tuples.
+
+    Names are not coerced: a non-string name is left for the field type check to refuse.
+    """
     if isinstance(value, Mapping):
-        return tuple(sorted((str(k), v) for k, v in value.items()))
+        return tuple(sorted(value.items(), key=lambda kv: str(kv[0])))
     return as_tuple(value)
-
-
-def _is_pairs(value: Any) -> bool:
-    return isinstance(value, tuple) and all(
-        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value
-    )
 
 
 class SpectralIndex(Operator):
@@ -357,18 +339,11 @@ class SpectralIndex(Operator):
 
     def __check_init__(self) -> None:
         formulas = catalog()
-        if not isinstance(self.index, str) or self.index not in formulas:
-            close = [n for n in formulas if n.lower() == str(self.index).lower()]
+        if self.index not in formulas:
+            close = [n for n in formulas if n.lower() == self.index.lower()]
             hint = f"; did you mean {close[0]!r}?" if close else ""
             self.fail("index", f"is not in the Awesome Spectral Indices catalog{hint}")
-        if not _is_pairs(self.band_map) or any(
-            not isinstance(i, int) or isinstance(i, bool) for _, i in self.band_map
-        ):
-            self.fail("band_map", "must map band symbols to int band indices")
-        if not _is_pairs(self.constants) or any(
-            not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v)
-            for _, v in self.constants
-        ):
+        if any(not math.isfinite(v) for _, v in self.constants):
             self.fail("constants", "must map constant symbols to finite numbers")
         self._resolve()
 

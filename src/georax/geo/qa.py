@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from georax.array.qc import QCOperator
+from georax.array.qc import Policy, QCOperator
 from georax.core.carrier import Carrier
 from georax.core.operator import as_tuple, static
 from georax.tensor.geotensor import require_geotensor
@@ -50,11 +50,9 @@ class AssertCRSEquals(QCOperator):
     """
 
     crs: str = static()
-    on_fail: str = static(default="raise")
+    on_fail: Policy = static(default="raise")
 
     def __check_init__(self) -> None:
-        if not isinstance(self.crs, str):
-            self.fail("crs", "must be a CRS string such as 'EPSG:32630'")
         from pyproj import CRS
         from pyproj.exceptions import CRSError
 
@@ -84,16 +82,10 @@ class AssertResolutionWithin(QCOperator):
     """
 
     limits: tuple[float, float] = static(converter=as_tuple)
-    on_fail: str = static(default="raise")
+    on_fail: Policy = static(default="raise")
 
     def __check_init__(self) -> None:
-        ok = (
-            isinstance(self.limits, tuple)
-            and len(self.limits) == 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.limits)
-            and 0 <= self.limits[0] <= self.limits[1]
-        )
-        if not ok:
+        if not 0 <= self.limits[0] <= self.limits[1]:
             self.fail("limits", "must be (lo, hi) with 0 <= lo <= hi")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
@@ -125,13 +117,11 @@ class AssertSchema(QCOperator):
 
     band_names: tuple[str, ...] = static(converter=as_tuple)
     exact: bool = static(default=True)
-    on_fail: str = static(default="raise")
+    on_fail: Policy = static(default="raise")
 
     def __check_init__(self) -> None:
-        if not isinstance(self.band_names, tuple) or not self.band_names:
+        if not self.band_names:
             self.fail("band_names", "must be a non-empty sequence of band names")
-        if not all(isinstance(b, str) for b in self.band_names):
-            self.fail("band_names", "every band name must be a string")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         if not self.enabled:

@@ -27,12 +27,11 @@ from jaxtyping import Array, ArrayLike, Float, Num
 
 from georax.array.missing import nan_safe_grad
 from georax.array.reductions import nanpercentile
-from georax.array.validate import concrete, is_finite_value, optional_leaf, real_float
+from georax.array.validate import concrete, is_finite_value, real_float
 from georax.core.carrier import map_values, values_of
 from georax.core.errors import DataError, ShapeError
-from georax.core.operator import Operator, as_tuple, leaf, static
+from georax.core.operator import Operator, as_tuple, leaf, optional_leaf, static
 from georax.geo._bands import (
-    check_band_field,
     check_bands,
     check_finite_leaf,
     drop_band,
@@ -182,22 +181,13 @@ def normalize(
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_axis(op: Operator, field: str) -> None:
-    axis = getattr(op, field)
-    if axis is None:
-        return
-    axes = (axis,) if isinstance(axis, int) else axis
-    if not isinstance(axes, tuple) or not all(isinstance(a, int) for a in axes):
-        op.fail(field, "must be an int, a sequence of ints, or None (all axes)")
-
-
 def _check_percentile(op: Operator, field: str) -> None:
     """A percentile leaf must be a scalar in [0, 100] (checked when its value is known)."""
     check_finite_leaf(op, field)
     p = concrete(getattr(op, field))
     if p is None:
         return
-    if p.ndim != 0 or p.dtype.kind not in "fiu" or not 0 <= float(p) <= 100:
+    if p.ndim != 0 or not 0 <= float(p) <= 100:
         op.fail(field, "must be a number in [0, 100]")
 
 
@@ -285,7 +275,6 @@ class PercentileClip(Operator):
         lo, hi = concrete(self.pmin), concrete(self.pmax)
         if lo is not None and hi is not None and float(lo) > float(hi):
             self.fail("pmin", f"must be <= pmax ({float(hi):g})")
-        _check_axis(self, "axis")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         require_real_input(self, x)
@@ -310,7 +299,6 @@ class DarkObjectSubtraction(Operator):
 
     def __check_init__(self) -> None:
         _check_percentile(self, "percentile")
-        _check_axis(self, "axis")
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         require_real_input(self, x)
@@ -345,7 +333,6 @@ class TOAToBOA(Operator):
     def __check_init__(self) -> None:
         if (self.sun_zenith_band is None) == (self.sun_zenith is None):
             self.fail("sun_zenith_band", "give exactly one of `sun_zenith_band` or `sun_zenith`")
-        check_band_field(self, "sun_zenith_band", optional=True)
         _check_per_band_leaves(self, "path_reflectance")
         if not is_finite_value(self.sun_zenith):
             self.fail("sun_zenith", "must be a finite number of degrees (or radians)")

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import functools
 import math
+import typing
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,12 +49,15 @@ from georax.tensor.grid import Grid, crs_equal
 __all__ = [
     "PLAN_BYTES_PER_PIXEL",
     "RESAMPLING_METHODS",
+    "Resampling",
     "NoOverlapError",
     "resample",
     "source_pixel_coordinates",
 ]
 
-RESAMPLING_METHODS = ("bilinear", "nearest")
+#: How a value between source pixels is computed.
+Resampling = Literal["bilinear", "nearest"]
+RESAMPLING_METHODS: tuple[str, ...] = typing.get_args(Resampling)
 
 
 class NoOverlapError(GeoraxError, ValueError):

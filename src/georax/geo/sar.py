@@ -10,7 +10,7 @@ reference (``scipy.ndimage.uniform_filter``) can be matched exactly, borders inc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +18,10 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from georax.array.missing import nan_safe_grad
-from georax.array.validate import concrete, optional_leaf, real_float
+from georax.array.validate import concrete, real_float
 from georax.core.carrier import map_values
 from georax.core.errors import ConfigError, ShapeError
-from georax.core.operator import Operator, static
+from georax.core.operator import Operator, optional_leaf, static
 from georax.geo._bands import check_finite_leaf, require_real_input
 from georax.geo._precheck import refuse_extent, spatial_shape
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PADDING_MODES",
+    "Padding",
     "DBToLinear",
     "LeeSpeckle",
     "LinearToDB",
@@ -40,9 +41,12 @@ __all__ = [
     "scene_speckle_cv2",
 ]
 
-#: Boundary handling of the moving window, scipy.ndimage names -> ``jnp.pad`` modes. scipy
-#: "reflect" repeats the edge sample (d c b a | a b c d), which numpy calls "symmetric"; scipy
-#: "mirror" does not (d c b | a b c d), numpy "reflect".
+#: Boundary handling of the moving window, by its scipy.ndimage name.
+Padding = Literal["reflect", "mirror", "nearest", "wrap", "constant"]
+
+#: :data:`Padding` names -> ``jnp.pad`` modes. scipy "reflect" repeats the edge sample
+#: (d c b a | a b c d), which numpy calls "symmetric"; scipy "mirror" does not (d c b | a b c d),
+#: numpy "reflect".
 PADDING_MODES: dict[str, str] = {
     "reflect": "symmetric",
     "mirror": "reflect",
@@ -102,8 +106,10 @@ def db_to_linear(x: Float[Array, "*shape"], *, amplitude: bool = False) -> Float
 def _box_sum_1d(x: Array, window_size: int, axis: int) -> Array:
     dims = [1] * x.ndim
     dims[axis] = window_size
+    # The zero must be a concrete NumPy scalar: JAX recognises a windowed *sum* (which it can
+    # differentiate) only from a known zero, and ``jnp.asarray(0)`` is a tracer under ``jit``.
     return jax.lax.reduce_window(
-        x, jnp.asarray(0, x.dtype), jax.lax.add, tuple(dims), (1,) * x.ndim, "VALID"
+        x, np.zeros((), x.dtype), jax.lax.add, tuple(dims), (1,) * x.ndim, "VALID"
     )
 
 
@@ -330,14 +336,11 @@ class LeeSpeckle(Operator):
 
     window_size: int = static(default=7)
     looks: Array | None = optional_leaf()
-    padding: str = static(default="reflect")
+    padding: Padding = static(default="reflect")
 
     def __check_init__(self) -> None:
-        w = self.window_size
-        if not isinstance(w, int) or isinstance(w, bool) or w < 3 or w % 2 == 0:
+        if self.window_size < 3 or self.window_size % 2 == 0:
             self.fail("window_size", "must be an odd integer >= 3")
-        if not isinstance(self.padding, str) or self.padding not in PADDING_MODES:
-            self.fail("padding", f"must be one of {sorted(PADDING_MODES)}")
         check_finite_leaf(self, "looks")
         looks = concrete(self.looks)
         if looks is not None and not bool(np.all(looks > 0)):

@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-from jaxtyping import Array, ArrayLike, Float, UInt8
+from jaxtyping import Array, ArrayLike, Float, UInt8, UInt32
 
 from georax.array.reductions import nanpercentile
-from georax.array.validate import concrete, optional_leaf, real_float, require_real
+from georax.array.validate import concrete, real_float, require_real
 from georax.core.carrier import values_of
 from georax.core.errors import ConfigError, DataError, ShapeError
-from georax.core.operator import Operator, as_tuple, derived, leaf, static
+from georax.core.operator import Operator, as_tuple, derived, leaf, optional_leaf, static
 from georax.geo._bands import check_bands, check_finite_leaf, map_bands
 from georax.geo._precheck import with_bands
 
@@ -63,6 +62,35 @@ def colormap_lut(name: str, n: int = 256) -> np.ndarray:
     return np.asarray(cmap(np.arange(n), bytes=True), dtype=np.uint8)
 
 
+#: Bit offset of channel c (R, G, B, A) in a packed RGBA word.
+_SHIFTS = np.array([0, 8, 16, 24], np.uint32)
+
+
+def _packed_lut(lut: UInt8[ArrayLike, "n 4"], nan_rgba: Sequence[int]) -> UInt32[Array, " n+1"]:
+    """``lut`` with ``nan_rgba`` appended as entry ``n``; each RGBA row packed into one uint32
+    word (channel c in bits 8c..8c+7)."""
+    table = jnp.concatenate(
+        [jnp.asarray(lut, jnp.uint8), jnp.asarray(nan_rgba, jnp.uint8)[None, :]], axis=0
+    )
+    return jnp.bitwise_or.reduce(table.astype(jnp.uint32) << _SHIFTS, axis=-1)
+
+
+def _apply_packed_lut(
+    x: Float[Array, "*batch H W"], packed: UInt32[Array, " n+1"], vmin: ArrayLike, vmax: ArrayLike
+) -> UInt8[Array, "*batch 4 H W"]:
+    """:func:`apply_lut` with the table already packed by :func:`_packed_lut` (NaN colour last)."""
+    x = real_float(x, "apply_lut").astype(jnp.float32)
+    n = packed.shape[0] - 1
+    t = (x - vmin) / (vmax - vmin)
+    idx = jnp.clip(jnp.floor(jnp.nan_to_num(t, nan=0.0) * n), 0, n - 1).astype(jnp.int32)
+    idx = jnp.where(jnp.isnan(x), n, idx)
+    word = packed.at[idx].get(mode="promise_in_bounds")[..., None, :, :]
+    # unpacking by shifts writes the (..., 4, H, W) planes in their natural layout; a bitcast to
+    # (..., H, W, 4) + moveaxis gives a transposed buffer that XLA:CPU copies once more when the
+    # image is one of several outputs (as under eqx.filter_jit, which adds a marker output)
+    return ((word >> _SHIFTS[:, None, None]) & 0xFF).astype(jnp.uint8)
+
+
 def apply_lut(
     x: Float[Array, "*batch H W"],
     lut: UInt8[Array, "n 4"],
@@ -77,19 +105,14 @@ def apply_lut(
 
     Implementation (speed, same numbers): the NaN colour is appended to the table as entry ``n``
     and each RGBA row is packed into one ``uint32``, so a pixel costs one gather of a 4-byte word
-    (then a bitcast back to 4 bytes and a move of the channel axis to the front). On XLA:CPU this
-    is ~4x faster than four per-channel ``uint8`` gathers plus a select for NaN.
+    (then four shifts write the four channel planes). On XLA:CPU this is ~4x faster than four
+    per-channel ``uint8`` gathers plus a select for NaN.
+
+    The packing is folded away when ``lut`` is a compile-time constant. When it is traced (a jit
+    argument), XLA:CPU fuses the append and the packing into the gather and repeats them for
+    *every pixel*; :class:`Colormap` therefore packs its table once, at construction.
     """
-    x = real_float(x, "apply_lut").astype(jnp.float32)
-    lut = jnp.asarray(lut, jnp.uint8)
-    n = lut.shape[0]
-    table = jnp.concatenate([lut, jnp.asarray(nan_rgba, jnp.uint8)[None, :]], axis=0)
-    packed = lax.bitcast_convert_type(table, jnp.uint32)  # (n + 1,)
-    t = (x - vmin) / (vmax - vmin)
-    idx = jnp.clip(jnp.floor(jnp.nan_to_num(t, nan=0.0) * n), 0, n - 1).astype(jnp.int32)
-    idx = jnp.where(jnp.isnan(x), n, idx)
-    rgba = lax.bitcast_convert_type(packed.at[idx].get(mode="promise_in_bounds"), jnp.uint8)
-    return jnp.moveaxis(rgba, -1, -3)
+    return _apply_packed_lut(x, _packed_lut(lut, nan_rgba), vmin, vmax)
 
 
 def stretch(
@@ -113,6 +136,15 @@ def _check_range(op: Operator, lo: str, hi: str) -> None:
         op.fail(hi, f"must be > {lo} (an empty range maps every pixel to one colour)")
 
 
+def _is_rgba(rgba: Any) -> bool:
+    """Whether ``rgba`` is 4 ints in [0, 255] (a list from YAML counts as well as a tuple)."""
+    return (
+        isinstance(rgba, tuple | list)
+        and len(rgba) == 4
+        and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in rgba)
+    )
+
+
 class Colormap(Operator):
     """One band to RGBA ``uint8`` through a matplotlib colormap; LUT built once.
 
@@ -123,6 +155,11 @@ class Colormap(Operator):
     - `nan_rgba`: colour of NaN pixels (transparent by default).
 
     The ``(256, 4)`` table ``lut`` is a derived leaf: built in ``__init__``, excluded from config.
+    So is ``packed_lut``, the ``(257,)`` ``uint32`` table the gather reads (``lut`` plus the
+    ``nan_rgba`` entry, one word per RGBA row). It is packed here, once, because when the operator
+    is a jit *argument* (``eqx.filter_jit(lambda p, x: p(x))``, how a service swaps parameters
+    without recompiling) XLA:CPU fuses in-graph packing into the gather and redoes it per pixel:
+    that made the colormap step ~2x slower than with the operator captured as a constant.
     """
 
     name: str = static("viridis")
@@ -130,6 +167,7 @@ class Colormap(Operator):
     vmax: Array = leaf(1.0)
     nan_rgba: tuple[int, int, int, int] = static((0, 0, 0, 0), converter=as_tuple)
     lut: Array = derived()
+    packed_lut: Array = derived()
 
     def __init__(
         self,
@@ -140,21 +178,18 @@ class Colormap(Operator):
     ) -> None:
         import matplotlib
 
-        if not isinstance(name, str) or name not in matplotlib.colormaps:
+        if name not in matplotlib.colormaps:
             raise ConfigError("Colormap", "name", name, "is not a matplotlib colormap")
         self.name = name
         self.vmin = vmin
         self.vmax = vmax
         self.nan_rgba = nan_rgba
         self.lut = jnp.asarray(colormap_lut(name))
+        # a malformed nan_rgba is refused by __check_init__ (ConfigError); pack a valid stand-in
+        self.packed_lut = _packed_lut(self.lut, nan_rgba if _is_rgba(nan_rgba) else (0, 0, 0, 0))
 
     def __check_init__(self) -> None:
-        rgba = self.nan_rgba
-        if (
-            not isinstance(rgba, tuple)
-            or len(rgba) != 4
-            or any(not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255 for c in rgba)
-        ):
+        if not _is_rgba(self.nan_rgba):
             self.fail("nan_rgba", "must be 4 ints in [0, 255]")
         _check_range(self, "vmin", "vmax")
 
@@ -174,7 +209,7 @@ class Colormap(Operator):
 
         def fn(a: Array) -> Array:
             a = a[..., 0, :, :] if a.ndim >= 3 else a
-            return apply_lut(a, self.lut, self.vmin, self.vmax, self.nan_rgba)
+            return _apply_packed_lut(a, self.packed_lut, self.vmin, self.vmax)
 
         return map_bands(fn, x, names=lambda _: _RGBA)
 
@@ -202,13 +237,6 @@ class TrueColor(Operator):
     alpha: bool = static(True)
 
     def __check_init__(self) -> None:
-        b = self.rgb_bands
-        if (
-            not isinstance(b, tuple)
-            or len(b) != 3
-            or any(not isinstance(i, int) or isinstance(i, bool) for i in b)
-        ):
-            self.fail("rgb_bands", "must be three int band indices (red, green, blue)")
         if (self.vmin is None) != (self.vmax is None):
             self.fail("vmin", "give both vmin and vmax, or neither (percentile stretch)")
         if self.vmin is not None:

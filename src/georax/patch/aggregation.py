@@ -86,10 +86,6 @@ class Aggregation(Operator):
 
     fill_value: float = static(default=0.0)
 
-    def __check_init__(self) -> None:
-        if isinstance(self.fill_value, bool) or not isinstance(self.fill_value, int | float):
-            self.fail("fill_value", "must be a number")
-
     @property
     @abc.abstractmethod
     def kind(self) -> str:

@@ -23,10 +23,10 @@ from georax.core.errors import ShapeError
 from georax.core.operator import static
 from georax.patch.aggregation import Aggregation, ChipStack
 from georax.patch.extract import Pads, crop_padding
-from georax.patch.geometry import ChipOffsets
+from georax.patch.geometry import ChipOffsets, ChipsShape
 from georax.patch.stitch import stitch
 from georax.patch.window_ops import Window
-from georax.tensor.geotensor import GeoTensor, apply_transform, window_transform
+from georax.tensor.geotensor import GeoTensor, apply_transform, canonical_nan, window_transform
 from georax.tensor.grid import Grid, MissingGeoreferenceError
 
 __all__ = ["Chips"]
@@ -61,7 +61,7 @@ class Chips(ChipStack):
     offsets: ChipOffsets | None = static(default=None)
     transform: Affine = static(default=Affine.identity())
     crs: str | None = static(default=None)
-    fill_value: float | int | None = static(default=None)
+    fill_value: float | int | None = static(default=None, converter=canonical_nan)
     band_names: tuple[str, ...] | None = static(default=None)
     geo: bool = static(default=False)
     band_axis_ndim: ClassVar[int] = 4
@@ -79,6 +79,10 @@ class Chips(ChipStack):
         """``(H, W)`` of the padded scene the positions refer to."""
         (t, b), (lft, r) = self.pads
         return self.scene_shape[0] + t + b, self.scene_shape[1] + lft + r
+
+    def shape_bound(self) -> ChipsShape:
+        """The chip stack's shape, remembering the scene and aggregation (for pre-checks)."""
+        return ChipsShape(tuple(self.values.shape), self.scene_shape, self.aggregation.kind)
 
     @property
     def grid(self) -> Grid:

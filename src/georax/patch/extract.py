@@ -10,6 +10,9 @@ axis, with source indices computed in closed form (:func:`source_index`).
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,9 +21,18 @@ from jaxtyping import Array, Int, Shaped
 
 from georax.core.errors import ConfigError
 
-__all__ = ["PADDING_MODES", "crop_padding", "extract_patches", "pad_scene", "source_index"]
+__all__ = [
+    "PADDING_MODES",
+    "Padding",
+    "crop_padding",
+    "extract_patches",
+    "pad_scene",
+    "source_index",
+]
 
-PADDING_MODES = ("reflect", "edge", "constant")
+#: How a scene is padded before chips are cut from it.
+Padding = Literal["reflect", "edge", "constant"]
+PADDING_MODES: tuple[str, ...] = typing.get_args(Padding)
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 

@@ -158,7 +158,7 @@ class Rectangular(Operator):
     size: tuple[int, int] = static(converter=as_pair)
 
     def __check_init__(self) -> None:
-        if not is_int_pair(self.size, 1):
+        if min(self.size) < 1:
             self.fail("size", "must be a positive int or a pair of positive ints")
 
     @property

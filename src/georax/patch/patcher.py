@@ -24,13 +24,12 @@ from georax.core.operator import Operator, as_tuple, static
 from georax.core.sandbox import DEFAULT_LIMITS, Limits
 from georax.patch.aggregation import Aggregation, ByIndex, Max, Mean, OverlapAdd
 from georax.patch.chips import Chips
-from georax.patch.extract import PADDING_MODES, Pads, crop_padding, extract_patches, pad_scene
+from georax.patch.extract import Padding, Pads, crop_padding, extract_patches, pad_scene
 from georax.patch.geometry import (
     ChipOffsets,
     ChipsShape,
     Rectangular,
     as_pair,
-    is_int_pair,
     pad_widths,
     to_pair,
 )
@@ -91,26 +90,13 @@ class Patcher(Operator):
     sampler: Sampler
     window: Window = Boxcar()
     aggregation: Aggregation = OverlapAdd()
-    padding: str = static(default="reflect")
+    padding: Padding = static(default="reflect")
     margin: tuple[int, int] = static(default=(0, 0), converter=as_pair)
     fill_value: float = static(default=0.0)
 
     def __check_init__(self) -> None:
-        checks = (
-            ("geometry", Rectangular),
-            ("sampler", Sampler),
-            ("window", Window),
-            ("aggregation", Aggregation),
-        )
-        for name, cls in checks:
-            if not isinstance(getattr(self, name), cls):
-                self.fail(name, f"must be a {cls.__name__}")
-        if self.padding not in PADDING_MODES:
-            self.fail("padding", f"must be one of {PADDING_MODES}")
-        if not is_int_pair(self.margin, 0):
+        if min(self.margin) < 0:
             self.fail("margin", "must be a non-negative int or a pair of them")
-        if isinstance(self.fill_value, bool) or not isinstance(self.fill_value, int | float):
-            self.fail("fill_value", "must be a number")
 
     @classmethod
     def regular(

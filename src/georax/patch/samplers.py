@@ -81,7 +81,7 @@ class RegularStride(Sampler):
     stride: tuple[int, int] = static(converter=as_pair)
 
     def __check_init__(self) -> None:
-        if not is_int_pair(self.stride, 1):
+        if min(self.stride) < 1:
             self.fail("stride", "must be a positive int or a pair of positive ints")
 
     def offsets(self, scene: tuple[int, int], chip: tuple[int, int]) -> ChipOffsets:
@@ -118,8 +118,8 @@ class RandomPositions(Sampler):
     n: int = static()
 
     def __check_init__(self) -> None:
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            self.fail("n", "must be a positive int")
+        if self.n < 1:
+            self.fail("n", "must be >= 1")
 
     def positions(
         self, scene: tuple[int, int], chip: tuple[int, int], key: jax.Array | None = None
@@ -150,11 +150,7 @@ class ExplicitPositions(Sampler):
 
     def __check_init__(self) -> None:
         pts = self.points
-        if (
-            not isinstance(pts, tuple)
-            or len(pts) == 0
-            or not all(is_int_pair(p, 0) and isinstance(p, tuple) for p in pts)
-        ):
+        if not pts or any(v < 0 for p in pts for v in p):
             self.fail("points", "needs one or more (row, col) pairs of non-negative ints")
         if any(v >= 2**31 for p in pts for v in p):
             self.fail("points", "coordinates must be below 2**31 (int32 chip positions)")

@@ -6,6 +6,7 @@ from georax.tensor.geotensor import (
     GeoTensor,
     GeoTensorRequiredError,
     apply_transform,
+    canonical_nan,
     require_geotensor,
     window_transform,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "MissingGeoreferenceError",
     "apply_transform",
     "as_jax_array",
+    "canonical_nan",
     "crs_equal",
     "grid_of",
     "require_geotensor",

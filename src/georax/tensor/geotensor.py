@@ -26,6 +26,7 @@ __all__ = [
     "GeoTensor",
     "GeoTensorRequiredError",
     "apply_transform",
+    "canonical_nan",
     "require_geotensor",
     "window_transform",
 ]
@@ -111,7 +112,20 @@ def _as_fill_value(fill_value: Any) -> float | int | None:
         fill_value = fill_value.item()
     if not _is_real(fill_value):
         raise ConfigError("GeoTensor", "fill_value", fill_value, "must be a real number or None")
-    return fill_value
+    return canonical_nan(fill_value)
+
+
+def canonical_nan(value: Any) -> Any:
+    """``value``, with a float NaN replaced by the one object :data:`math.nan`.
+
+    Static metadata is compared with ``==``, and ``nan != nan``: two carriers whose ``fill_value``
+    is NaN would never be equal, so their tree structures would differ and a jitted function
+    would see a new structure on every call. Python compares containers by identity first, so
+    one shared NaN object compares equal to itself (and hashes alike).
+    """
+    if isinstance(value, float) and math.isnan(value):
+        return math.nan
+    return value
 
 
 def _as_band_names(band_names: Any) -> tuple[str, ...] | None:

@@ -53,6 +53,10 @@ def crs_equal(a: Any, b: Any) -> bool:
     return _crs_equal_cached(sa, sb)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
 class MissingGeoreferenceError(GeoraxError, ValueError):
     """An input that must be placed on a grid has no CRS or no transform (e.g. a plain array)."""
 
@@ -84,12 +88,14 @@ class Grid(NamedTuple):
         crs, transform, shape = value
         if isinstance(transform, Affine):
             transform = tuple(transform)[:6]
-        transform = tuple(float(t) for t in transform)
-        shape = tuple(int(s) for s in shape)
-        if len(transform) != 6 or len(shape) != 2:
-            problem = "needs 6 transform coefficients and (height, width)"
+        transform, shape = tuple(transform), tuple(shape)
+        numbers = all(_is_number(t) for t in transform)
+        ints = all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in shape)
+        if len(transform) != 6 or len(shape) != 2 or not numbers or not ints:
+            problem = "needs 6 numeric transform coefficients and (height, width) as ints"
             raise ConfigError("Grid", None, value, problem)
-        return cls(str(crs), transform, shape)  # type: ignore[arg-type]
+        floats = tuple(float(t) for t in transform)
+        return cls(str(crs), floats, (int(shape[0]), int(shape[1])))  # type: ignore[arg-type]
 
     @property
     def affine(self) -> Affine:

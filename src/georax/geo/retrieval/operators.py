@@ -36,6 +36,7 @@ from georax.data.plume import (
     slope_basis,
 )
 from georax.geo._bands import check_bands, map_bands
+from georax.geo._precheck import with_bands
 from georax.geo.retrieval.optimise import FitResult, fit, optimise
 from georax.geo.retrieval.physics import (
     STATE_BANDS,
@@ -125,6 +126,10 @@ class BeerLambert(Operator):
         _check_vector(self, "absorption")
         _check_positive_scalar(self, "air_mass_factor")
 
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band per absorption coefficient."""
+        return with_bands(shape, int(jnp.shape(self.absorption)[0]))
+
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         _check_band_count(self, x, 1, "an enhancement")
         return map_bands(
@@ -196,6 +201,10 @@ class MethaneForward(Operator):
     def n_bands(self) -> int:
         """Number of modelled bands."""
         return int(jnp.shape(self.absorption)[0])
+
+    def precheck(self, shape: tuple[int, ...], limits: Limits) -> tuple[int, ...]:
+        """One output band per modelled band."""
+        return with_bands(shape, self.n_bands)
 
     def __call__(self, x: Any, *, key: jax.Array | None = None) -> Any:
         _check_band_count(self, x, 3, "a state (enhancement, albedo, slope)")
@@ -275,9 +284,6 @@ class BandRatio(Operator):
         if k is not None and k[1] == k[0]:
             self.fail("absorption", "k12 must differ from k11 (no ratio signal otherwise)")
         _check_positive_scalar(self, "air_mass_factor")
-        for f in ("swir1_band", "swir2_band"):
-            if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), int):
-                self.fail(f, "must be an int band index")
         if self.swir1_band == self.swir2_band:
             self.fail("swir2_band", "must differ from swir1_band")
 
@@ -379,10 +385,6 @@ class MethaneRetrieval(Operator):
     batch_size: int = static(8)
 
     def __check_init__(self) -> None:
-        if not isinstance(self.forward, MethaneForward):
-            self.fail("forward", "must be a MethaneForward")
-        if not isinstance(self.patcher, Patcher):
-            self.fail("patcher", "must be a georax.patch.Patcher")
         if jnp.shape(self.state_scale) != (3,):
             self.fail("state_scale", "must hold one value per state channel (3)")
         c = _concrete(self.state_scale)
@@ -400,9 +402,8 @@ class MethaneRetrieval(Operator):
             self.fail("noise_std", "must be > 0")
         _check_positive_scalar(self, "learning_rate")
         for f in ("steps", "batch_size"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                self.fail(f, "must be an int >= 1")
+            if getattr(self, f) < 1:
+                self.fail(f, "must be >= 1")
 
     # ------------------------------------------------------------------ the objective
     def _scale(self) -> Array:
