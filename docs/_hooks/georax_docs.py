@@ -46,6 +46,7 @@ CACHE = ROOT / "build" / "docs-gallery"
 GALLERY_ARGS: dict[str, list[str]] = {
     "01_notebook_exploration.py": ["{out}", "--size", "64"],
     "02_catalog_etl.py": ["{out}", "--n", "12", "--size", "32"],
+    "03_train_and_infer.py": ["{out}", "--quick"],
     "05_fastapi_multi_pipeline.py": ["--out-dir", "{out}"],
     "06_http_upload.py": ["--out-dir", "{out}"],
     "06_user_uploaded_pipelines.py": [],

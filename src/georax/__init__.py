@@ -5,12 +5,13 @@
 config and artifacts (``gx.dumps_yaml``, ``gx.loads_yaml``, ``gx.config_hash``, ``gx.save``,
 ``gx.load``...), the error types (``gx.errors``) and the layers as subpackages: ``gx.array``,
 ``gx.io``, ``gx.data``, ``gx.patch``, ``gx.geo`` (``gx.geo.cloud.MaskClouds``...), ``gx.repro``
-(frozen, verifiable artifacts) and ``gx.diff`` (structural config diffs, A/B regression).
+(frozen, verifiable artifacts), ``gx.diff`` (structural config diffs, A/B regression) and
+``gx.learn`` (train steps, ``fit``, checkpoints; flax and orbax load only when used).
 """
 
 # The layers below core are imported so that every operator is registered (YAML loading, the
 # sandbox's allow-list) and reachable as gx.geo.cloud.MaskClouds and so on.
-from georax import array, data, diff, errors, geo, io, patch, repro
+from georax import array, data, diff, errors, geo, io, learn, patch, repro
 from georax.core import (
     Graph,
     Identity,
@@ -46,7 +47,14 @@ def __getattr__(name: str) -> object:
 
 #: The layers whose modules define YAML-loadable operators (see DESIGN.md, Layout): what
 #: ``georax.registry.discover(georax.OPERATOR_PACKAGES)`` imports at a server's start-up.
-OPERATOR_PACKAGES = ("georax.core", "georax.array", "georax.tensor", "georax.patch", "georax.geo")
+OPERATOR_PACKAGES = (
+    "georax.core",
+    "georax.array",
+    "georax.tensor",
+    "georax.patch",
+    "georax.geo",
+    "georax.learn",
+)
 
 __all__ = [
     "OPERATOR_PACKAGES",
@@ -70,6 +78,7 @@ __all__ = [
     "from_config",
     "geo",
     "io",
+    "learn",
     "load",
     "loads_yaml",
     "params_hash",
