@@ -15,7 +15,10 @@ The pieces, each usable alone:
   :class:`TrainState`, :func:`predict`, :func:`evaluate`;
 - the loop: :func:`fit` (epochs, evaluation, tqdm, history, :class:`Callback` hooks);
 - checkpoints: :class:`Checkpointer` (orbax-checkpoint: every N steps, keep K, resume);
-- :class:`SelectBands`: choose the model's input bands inside the preprocessing.
+- :class:`SelectBands`: choose the model's input bands inside the preprocessing;
+- active learning: uncertainty scores (:mod:`georax.learn.uncertainty`: MC dropout, ensembles,
+  entropy, BALD, margin, std, :class:`MeanScalar`) and :class:`ActiveSampler`
+  (:mod:`georax.learn.active`: one compiled scoring program over a pool of chips).
 
 The trained pipeline is an ordinary operator: run it in ``georax.patch.Patchwise`` for
 inference and write it with ``georax.save`` to deploy. flax and orbax are imported only when
@@ -30,7 +33,8 @@ from georax.core.model import (
     model_operator,
     register_model,
 )
-from georax.learn import losses, metrics
+from georax.learn import active, losses, metrics, uncertainty
+from georax.learn.active import ActiveSampler, Selection
 from georax.learn.checkpoint import CHECKPOINT_FORMAT, Checkpointer, abstract_arrays
 from georax.learn.data import ChipDataset, batch_key
 from georax.learn.fit import Callback, FitLog, FitResult, fit, model_key
@@ -53,9 +57,33 @@ from georax.learn.train import (
     needs_key,
     predict,
 )
+from georax.learn.uncertainty import (
+    BALD,
+    Ensemble,
+    ExpectedEntropy,
+    Margin,
+    MCDropout,
+    MeanScalar,
+    Predictive,
+    PredictiveEntropy,
+    SampleStd,
+)
 
 __all__ = [
+    "BALD",
     "CHECKPOINT_FORMAT",
+    "ActiveSampler",
+    "Ensemble",
+    "ExpectedEntropy",
+    "MCDropout",
+    "Margin",
+    "MeanScalar",
+    "Predictive",
+    "PredictiveEntropy",
+    "SampleStd",
+    "Selection",
+    "active",
+    "uncertainty",
     "Callback",
     "ChipDataset",
     "Checkpointer",
