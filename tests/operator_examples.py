@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import jax.numpy as jnp
@@ -34,7 +37,7 @@ from georax.patch.geometry import Rectangular
 from georax.patch.patcher import Patcher
 from georax.tensor.grid import Grid
 
-__all__ = ["EXAMPLES", "Example", "example"]
+__all__ = ["EXAMPLES", "Example", "example", "import_all"]
 
 Georeferencing = Literal["kept", "changed", "none"]
 
@@ -82,6 +85,16 @@ def example(*classes: type[Operator]) -> Callable[[Callable[[], Example]], Calla
         return factory
 
     return register
+
+
+def import_all() -> None:
+    """Import every georax module (so every operator is registered) and every example table."""
+    for info in pkgutil.walk_packages(gx.__path__, prefix="georax."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    for info in pkgutil.iter_modules([str(Path(__file__).resolve().parent)]):
+        if info.name.startswith("operator_examples_"):
+            importlib.import_module(info.name)
 
 
 # ------------------------------------------------------------------------------------ inputs

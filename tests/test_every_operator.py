@@ -27,9 +27,7 @@ static config) reuses the program compiled for the original: one compile per che
 from __future__ import annotations
 
 import functools
-import importlib
 import pickle
-import pkgutil
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -58,17 +56,7 @@ from operator_examples import EXAMPLES, Example
 HERE = Path(__file__).resolve().parent
 
 
-def _import_everything() -> None:
-    """Import every georax module (so every operator is registered) and every example table."""
-    for info in pkgutil.walk_packages(gx.__path__, prefix="georax."):
-        if not info.name.endswith("__main__"):
-            importlib.import_module(info.name)
-    for info in pkgutil.iter_modules([str(HERE)]):
-        if info.name.startswith("operator_examples_"):
-            importlib.import_module(info.name)
-
-
-_import_everything()
+operator_examples.import_all()
 ALLOWED = registry.public_operators()
 PUBLIC: list[type[Operator]] = sorted(
     {registry.lookup(path) for path in ALLOWED}, key=registry.import_path

@@ -89,6 +89,7 @@ class Signature:
 
     @classmethod
     def of(cls, x: Any) -> Signature:
+        """The signature of one input: shape, dtype and, for a GeoTensor, its frame at origin 0."""
         values = x.values if isinstance(x, GeoTensor) else x
         frame = _Frame.of(x).at((0.0, 0.0)) if isinstance(x, GeoTensor) else None
         return cls(tuple(np.shape(values)), str(jnp.result_type(values)), frame)
