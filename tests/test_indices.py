@@ -14,7 +14,8 @@ from _geo_helpers import assert_rebuilds, assert_stitches_to_scene
 from georax import GeoTensor
 from georax.core.errors import ConfigError, DataError, ShapeError
 from georax.core.sandbox import SANDBOX_LIMITS
-from georax.geo._formula import Formula, FormulaError
+from georax.geo._formula import Formula
+from georax.geo.errors import FormulaError
 from georax.geo.indices import (
     EVI,
     NBR,

@@ -248,8 +248,9 @@ def test_extents_over_the_limit_are_refused_naming_the_field(patcher: Patcher, f
     ):
         # Named through the container, or by the generic static-int bound on the Patcher.
         name = rf"({re.escape(who)}|Patcher)\.{re.escape(field)}"
-        with pytest.raises(BudgetExceededError, match=rf"{name}.*pixels"):
+        with pytest.raises(BudgetExceededError, match=rf"{name}.*pixels") as e:
             op.precheck((1, 64, 64), SANDBOX_LIMITS)
+        assert e.value.unit == "pixels" and e.value.budget == SANDBOX_LIMITS.max_extent
 
 
 # ------------------------------------------------------------- cause 9: typed errors

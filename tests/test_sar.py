@@ -340,6 +340,7 @@ def test_lee_precheck_refuses_without_tracing() -> None:
     with pytest.raises(BudgetExceededError, match=r"LeeSpeckle\.window_size") as e:
         op.precheck((1, 512, 512), SANDBOX_LIMITS)
     assert e.value.stage == "precheck" and e.value.budget == SANDBOX_LIMITS.max_extent
+    assert e.value.unit == "pixels" and "1000000001 pixels" in str(e.value)
     with pytest.raises(ShapeError, match="larger than the 512x512"):
         LeeSpeckle(window_size=1025).precheck((1, 512, 512), SANDBOX_LIMITS)
     with pytest.raises(ShapeError, match=r"got shape \(512,\)"):

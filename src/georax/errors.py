@@ -13,7 +13,7 @@ from georax.core.errors import __all__ as _core_errors
 from georax.core.params import ParamsIntegrityError
 from georax.core.sandbox import MalformedYAMLError, SandboxLimitError, UnsafeYAMLError
 from georax.diff.errors import ABMismatchError, DiffError, GateFailedError
-from georax.geo._formula import FormulaError
+from georax.geo.errors import FormulaError
 from georax.geo.indices import MissingDependencyError
 from georax.geo.resample import NoOverlapError
 from georax.io.errors import (

@@ -148,11 +148,47 @@ def write_demo_catalog(
 
     **Raises:** :class:`~georax.errors.ConfigError` naming the bad argument.
     """
-    # Table/STAC libraries are imported here, not at module level: `import georax` stays fast.
-    import geopandas as gpd
-    import pandas as pd
-    import shapely
+    sizes, names, t0, bad = _checked_arguments(n, size, bands, corrupt, format, start)
+    root = os.path.abspath(os.fspath(directory))
+    scene_dir = os.path.join(root, "scenes")
+    os.makedirs(scene_dir, exist_ok=True)
+    columns = math.ceil(math.sqrt(n))
+    step = max(sizes) * _RESOLUTION
+    rows: list[dict[str, Any]] = []
+    scenes: list[str] = []
+    for i in range(n):
+        origin = (
+            DEFAULT_ORIGIN[0] + (i % columns) * step,
+            DEFAULT_ORIGIN[1] - (i // columns) * step,
+        )
+        path, row = _write_scene(
+            scene_dir, i, sizes[i % len(sizes)], names, origin, seed + i, cloud_cover, t0
+        )
+        scenes.append(path)
+        rows.append(row)
+    catalog = scene_dir if format == "folder" else _write_table(root, format, rows)
 
+    for i in bad:  # after the catalog: its grid records stay right, the pixels are gone
+        with open(scenes[i], "r+b") as f:
+            f.truncate(os.path.getsize(scenes[i]) // 2)
+    return DemoCatalog(
+        root=root,
+        catalog=catalog,
+        scenes=tuple(scenes),
+        corrupt=tuple(scenes[i] for i in bad),
+        ids=tuple(r["id"] for r in rows),
+    )
+
+
+def _checked_arguments(
+    n: int,
+    size: int | Sequence[int],
+    bands: Sequence[str],
+    corrupt: int | Sequence[int],
+    format: str,
+    start: str,
+) -> tuple[list[int], tuple[str, ...], dt.datetime, list[int]]:
+    """:func:`write_demo_catalog`'s arguments checked: sizes, band names, first time, bad rows."""
     _check("n", n, isinstance(n, int) and not isinstance(n, bool) and n >= 1, "must be an int >= 1")
     sizes = [size] if isinstance(size, int) else list(size)
     _check(
@@ -173,82 +209,76 @@ def write_demo_catalog(
         t0 = dt.datetime.fromisoformat(start).replace(hour=10, minute=30, tzinfo=None)
     except ValueError:
         raise ConfigError("write_demo_catalog", "start", start, "is not an ISO date") from None
-    bad = _corrupt_indices(corrupt, n)
+    return sizes, names, t0, _corrupt_indices(corrupt, n)
 
-    root = os.path.abspath(os.fspath(directory))
-    scene_dir = os.path.join(root, "scenes")
-    os.makedirs(scene_dir, exist_ok=True)
-    columns = math.ceil(math.sqrt(n))
-    step = max(sizes) * _RESOLUTION
+
+def _write_scene(
+    scene_dir: str,
+    i: int,
+    size: int,
+    names: tuple[str, ...],
+    origin: tuple[float, float],
+    seed: int,
+    cloud_cover: float,
+    t0: dt.datetime,
+) -> tuple[str, dict[str, Any]]:
+    """Write scene ``i`` as a COG; return its path and its catalog row."""
+    # Shapely is imported here, not at module level: `import georax` stays fast.
+    import shapely
+
+    full = sentinel2_l1c(size, seed=seed, origin=origin, cloud_cover=cloud_cover)
+    qa = np.asarray(full.values)[S2_BANDS.index("QA60")]
     cloud_bits = (1 << QA60_OPAQUE_BIT) | (1 << QA60_CIRRUS_BIT)
-    rows: list[dict[str, Any]] = []
-    scenes: list[str] = []
-    for i in range(n):
-        s = sizes[i % len(sizes)]
-        origin = (
-            DEFAULT_ORIGIN[0] + (i % columns) * step,
-            DEFAULT_ORIGIN[1] - (i // columns) * step,
-        )
-        full = sentinel2_l1c(s, seed=seed + i, origin=origin, cloud_cover=cloud_cover)
-        qa = np.asarray(full.values)[S2_BANDS.index("QA60")]
-        gt = full[list(names)]
-        name = f"scene_{i:03d}"
-        path = write_cog(gt, os.path.join(scene_dir, f"{name}.tif"), blocksize=256)
-        scenes.append(path)
-        left, bottom, right, top = gt.bounds
-        w, so, e, no = transform_bounds(DEFAULT_CRS, "EPSG:4326", left, bottom, right, top)
-        rows.append(
-            {
-                "id": name,
-                "uri": f"scenes/{name}.tif",
-                "geometry": shapely.box(w, so, e, no),
-                "datetime": (t0 + dt.timedelta(days=i)).isoformat() + "Z",
-                "platform": "sentinel-2a" if i % 2 == 0 else "sentinel-2b",
-                "cloud_cover": round(float(np.mean((qa & cloud_bits) != 0)), 6),
-                "proj:code": DEFAULT_CRS,
-                "proj:bbox": [float(v) for v in (left, bottom, right, top)],
-                "proj:shape": [s, s],
-                "bands": list(names),
-            }
-        )
+    gt = full[list(names)]
+    name = f"scene_{i:03d}"
+    path = write_cog(gt, os.path.join(scene_dir, f"{name}.tif"), blocksize=256)
+    left, bottom, right, top = gt.bounds
+    w, so, e, no = transform_bounds(DEFAULT_CRS, "EPSG:4326", left, bottom, right, top)
+    row = {
+        "id": name,
+        "uri": f"scenes/{name}.tif",
+        "geometry": shapely.box(w, so, e, no),
+        "datetime": (t0 + dt.timedelta(days=i)).isoformat() + "Z",
+        "platform": "sentinel-2a" if i % 2 == 0 else "sentinel-2b",
+        "cloud_cover": round(float(np.mean((qa & cloud_bits) != 0)), 6),
+        "proj:code": DEFAULT_CRS,
+        "proj:bbox": [float(v) for v in (left, bottom, right, top)],
+        "proj:shape": [size, size],
+        "bands": list(names),
+    }
+    return path, row
 
-    if format == "folder":
-        catalog = scene_dir
+
+def _write_table(root: str, format: str, rows: list[dict[str, Any]]) -> str:
+    """Write the catalog table of ``rows`` in ``format`` (atomically); return its path."""
+    # Table/STAC libraries are imported here, not at module level: `import georax` stays fast.
+    import geopandas as gpd
+    import pandas as pd
+
+    catalog = os.path.join(root, _FILES[format])
+    if format == "parquet":
+        frame = gpd.GeoDataFrame(pd.DataFrame(rows), geometry="geometry", crs="EPSG:4326")
+        _atomic_write(catalog, lambda tmp: frame.to_parquet(tmp, index=False))
+    elif format == "csv":
+        table = pd.DataFrame(
+            [
+                {
+                    **r,
+                    "geometry": r["geometry"].wkt,
+                    "proj:bbox": json.dumps(r["proj:bbox"]),
+                    "proj:shape": json.dumps(r["proj:shape"]),
+                    "bands": json.dumps(r["bands"]),
+                }
+                for r in rows
+            ]
+        )
+        _atomic_write(catalog, lambda tmp: table.to_csv(tmp, index=False))
     else:
-        catalog = os.path.join(root, _FILES[format])
-        if format == "parquet":
-            frame = gpd.GeoDataFrame(pd.DataFrame(rows), geometry="geometry", crs="EPSG:4326")
-            _atomic_write(catalog, lambda tmp: frame.to_parquet(tmp, index=False))
-        elif format == "csv":
-            table = pd.DataFrame(
-                [
-                    {
-                        **r,
-                        "geometry": r["geometry"].wkt,
-                        "proj:bbox": json.dumps(r["proj:bbox"]),
-                        "proj:shape": json.dumps(r["proj:shape"]),
-                        "bands": json.dumps(r["bands"]),
-                    }
-                    for r in rows
-                ]
-            )
-            _atomic_write(catalog, lambda tmp: table.to_csv(tmp, index=False))
-        else:
-            text = json.dumps(_stac_items(rows), indent=1)
+        text = json.dumps(_stac_items(rows), indent=1)
 
-            def write_json(tmp: str) -> None:
-                with open(tmp, "w", encoding="utf-8") as f:
-                    f.write(text)
+        def write_json(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
 
-            _atomic_write(catalog, write_json)
-
-    for i in bad:  # after the catalog: its grid records stay right, the pixels are gone
-        with open(scenes[i], "r+b") as f:
-            f.truncate(os.path.getsize(scenes[i]) // 2)
-    return DemoCatalog(
-        root=root,
-        catalog=catalog,
-        scenes=tuple(scenes),
-        corrupt=tuple(scenes[i] for i in bad),
-        ids=tuple(r["id"] for r in rows),
-    )
+        _atomic_write(catalog, write_json)
+    return catalog

@@ -476,69 +476,61 @@ class _Walker:
             raise DiffError(
                 f"config_diff: malformed Graph config at {pb or '<root>'}: {e}"
             ) from None
-        for name in ga.inputs:
-            if name not in gb.inputs:
-                self.emit(
-                    Change(
-                        "wiring",
-                        _join(pb, "inputs"),
-                        "Graph",
-                        "inputs",
-                        name,
-                        None,
-                        {"input": name},
-                    )
-                )
-        for name in gb.inputs:
-            if name not in ga.inputs:
-                self.emit(
-                    Change(
-                        "wiring",
-                        _join(pb, "inputs"),
-                        "Graph",
-                        "inputs",
-                        None,
-                        name,
-                        {"input": name},
-                    )
-                )
+        self._graph_inputs(ga, gb, pb)
         pairs, moved, removed, added = _align(ga.keys, gb.keys, ga.node_configs, gb.node_configs)
         m = dict(pairs) | dict(moved)
+        self._graph_nodes_added_removed(ga, gb, pa, pb, moved, removed, added)
+        self._graph_nodes_matched(ga, gb, pa, pb, m)
+        self._graph_outputs(ga, gb, pb, m)
+
+    def _graph_inputs(self, ga: _GraphView, gb: _GraphView, pb: str) -> None:
+        """Inputs declared by one graph only."""
+        where = _join(pb, "inputs")
+        for name in ga.inputs:
+            if name not in gb.inputs:
+                self.emit(Change("wiring", where, "Graph", "inputs", name, None, {"input": name}))
+        for name in gb.inputs:
+            if name not in ga.inputs:
+                self.emit(Change("wiring", where, "Graph", "inputs", None, name, {"input": name}))
+
+    def _graph_nodes_added_removed(
+        self,
+        ga: _GraphView,
+        gb: _GraphView,
+        pa: str,
+        pb: str,
+        moved: list[tuple[int, int]],
+        removed: list[int],
+        added: list[int],
+    ) -> None:
+        """Nodes removed from ``a``, then nodes of ``b`` in order: moved, added."""
         for i in removed:
-            self.emit(
-                Change(
-                    "removed",
-                    f"{_join(pa, 'nodes')}[{i}]",
-                    ga.name(i),
-                    detail={"index": i, "config": ga.node_configs[i], "reads": ga.describe_args(i)},
-                )
-            )
+            detail = {
+                "index": i,
+                "config": ga.node_configs[i],
+                "reads": ga.describe_args(i),
+            }
+            self.emit(Change("removed", f"{_join(pa, 'nodes')}[{i}]", ga.name(i), detail=detail))
         moved_to = {j: i for i, j in moved}
         for j in range(len(gb.nodes)):
+            where = f"{_join(pb, 'nodes')}[{j}]"
             if j in moved_to:
-                self.emit(
-                    Change(
-                        "moved",
-                        f"{_join(pb, 'nodes')}[{j}]",
-                        gb.name(j),
-                        detail={"from": f"nodes[{moved_to[j]}]", "to": f"nodes[{j}]"},
-                    )
-                )
+                detail = {"from": f"nodes[{moved_to[j]}]", "to": f"nodes[{j}]"}
+                self.emit(Change("moved", where, gb.name(j), detail=detail))
             if j in added:
-                self.emit(
-                    Change(
-                        "added",
-                        f"{_join(pb, 'nodes')}[{j}]",
-                        gb.name(j),
-                        detail={
-                            "index": j,
-                            "config": gb.node_configs[j],
-                            "after": None,
-                            "before": None,
-                            "reads": gb.describe_args(j),
-                        },
-                    )
-                )
+                detail = {
+                    "index": j,
+                    "config": gb.node_configs[j],
+                    "after": None,
+                    "before": None,
+                    "reads": gb.describe_args(j),
+                }
+                self.emit(Change("added", where, gb.name(j), detail=detail))
+
+    def _graph_nodes_matched(
+        self, ga: _GraphView, gb: _GraphView, pa: str, pb: str, m: dict[int, int]
+    ) -> None:
+        """Matched nodes: their operators compared once per pair, then their wiring."""
         seen_ops: set[tuple[int, int]] = set()
         for i, j in sorted(m.items(), key=lambda t: t[1]):
             oa, ob = ga.nodes[i][0], gb.nodes[j][0]
@@ -553,55 +545,23 @@ class _Walker:
             old = ga.describe_args(i, through=m, other=gb)
             new = gb.describe_args(j)
             if old != new:
-                self.emit(
-                    Change(
-                        "wiring",
-                        f"{_join(pb, 'nodes')}[{j}]",
-                        gb.name(j),
-                        "args",
-                        ga.describe_args(i),
-                        new,
-                    )
-                )
+                where = f"{_join(pb, 'nodes')}[{j}]"
+                self.emit(Change("wiring", where, gb.name(j), "args", ga.describe_args(i), new))
+
+    def _graph_outputs(self, ga: _GraphView, gb: _GraphView, pb: str, m: dict[int, int]) -> None:
+        """Outputs removed, added, or rewired to a node that is not the matched one."""
         outs_a, outs_b = dict(ga.outputs), dict(gb.outputs)
         for name in list(outs_a) + [n for n in outs_b if n not in outs_a]:
-            where = f"{_join(pb, 'outputs')}.{name}"
             if name not in outs_b:
-                self.emit(
-                    Change(
-                        "wiring",
-                        where,
-                        "Graph",
-                        "outputs",
-                        ga.label(outs_a[name]),
-                        None,
-                        {"output": name},
-                    )
-                )
+                old, new = ga.label(outs_a[name]), None
             elif name not in outs_a:
-                self.emit(
-                    Change(
-                        "wiring",
-                        where,
-                        "Graph",
-                        "outputs",
-                        None,
-                        gb.label(outs_b[name]),
-                        {"output": name},
-                    )
-                )
+                old, new = None, gb.label(outs_b[name])
             elif m.get(outs_a[name]) != outs_b[name]:
-                self.emit(
-                    Change(
-                        "wiring",
-                        where,
-                        "Graph",
-                        "outputs",
-                        ga.label(outs_a[name]),
-                        gb.label(outs_b[name]),
-                        {"output": name},
-                    )
-                )
+                old, new = ga.label(outs_a[name]), gb.label(outs_b[name])
+            else:
+                continue
+            where = f"{_join(pb, 'outputs')}.{name}"
+            self.emit(Change("wiring", where, "Graph", "outputs", old, new, {"output": name}))
 
 
 def _show(a: np.ndarray, typed: bool = True) -> Any:
@@ -659,7 +619,10 @@ class _GraphView:
         return f"{self.name(j)}@nodes[{j}]"
 
     def describe_args(
-        self, i: int, through: Mapping[int, int] | None = None, other: _GraphView | None = None
+        self,
+        i: int,
+        through: Mapping[int, int] | None = None,
+        other: _GraphView | None = None,
     ) -> list[str]:
         """The node's arguments as labels; with ``through``, node refs mapped into ``other``."""
         _, args, kwargs = self.nodes[i]

@@ -17,9 +17,9 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from georax.core.errors import GeoraxError
+from georax.geo.errors import FormulaError
 
-__all__ = ["FUNCTIONS", "Formula", "FormulaError", "compile_formula"]
+__all__ = ["FUNCTIONS", "Formula", "compile_formula"]
 
 _MAX_CHARS = 4000
 _MAX_NODES = 2000
@@ -51,10 +51,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": jnp.minimum,
     "max": jnp.maximum,
 }
-
-
-class FormulaError(GeoraxError, ValueError):
-    """A formula string uses syntax outside the whitelist, or is malformed."""
 
 
 class Formula:

@@ -36,8 +36,8 @@ def refuse_extent(who: str, field: str, extent: int, limits: Limits) -> None:
             extent,
             limits.max_extent,
             "precheck",
-            f"{who}.{field} ({extent} pixels along one axis; limit max_extent="
-            f"{limits.max_extent} pixels)",
+            f"{who}.{field} ({extent} pixels along one axis; limit max_extent)",
+            unit="pixels",
         )
 
 

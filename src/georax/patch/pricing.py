@@ -59,13 +59,7 @@ def refuse(required: int, limit: int, unit: str, detail: str) -> NoReturn:
     - `unit`: ``"bytes"``, ``"pixels"`` or ``"trace steps"``.
     - `detail`: ``"<Operator>.<field>: <what>"``, naming where the cost comes from.
     """
-    err = BudgetExceededError(required, limit, stage="precheck", detail=detail)
-    if unit != "bytes":  # the base message formats bytes; say what is counted instead
-        err.args = (
-            f"pipeline refused before tracing: {detail} needs {required} {unit}, over the "
-            f"limit of {limit} {unit}",
-        )
-    raise err
+    raise BudgetExceededError(required, limit, stage="precheck", detail=detail, unit=unit)
 
 
 def check_extent(value: int, limits: Limits, who: str, field: str, what: str = "") -> None:
