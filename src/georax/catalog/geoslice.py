@@ -29,13 +29,15 @@ from pyproj.exceptions import CRSError
 
 from georax.catalog.errors import SliceError
 from georax.core.hashing import canonical_json
+from georax.core.sandbox import DEFAULT_LIMITS
 from georax.tensor.grid import Grid
 
 __all__ = ["MAX_SLICE_EXTENT", "GeoSlice", "canonical_crs", "canonical_time"]
 
 #: Largest number of pixels along one axis of a slice (a sanity bound, not a memory budget:
-#: :func:`georax.catalog.load_raster` has its own byte budget).
-MAX_SLICE_EXTENT = 2**20
+#: :func:`georax.catalog.load_raster` has its own byte budget): the trusted
+#: ``Limits.max_extent``, the same bound operators' configs get.
+MAX_SLICE_EXTENT = DEFAULT_LIMITS.max_extent
 
 _KEYS = ("bounds", "crs", "shape", "time", "bands", "uri", "id")
 # A resolution that divides the bounds into a whole number of pixels up to this relative error.

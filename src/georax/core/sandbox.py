@@ -149,6 +149,8 @@ class Limits:
     - `max_params_bytes`: size of a params file read by :func:`georax.load`.
     - `max_seconds`: wall-clock seconds that pricing (pre-check, trace, compile) may take before
       it is refused with :class:`~georax.errors.PricingTimeoutError`.
+    - `max_formula_chars`, `max_formula_nodes`: length and syntax-tree size of one index
+      formula (``SpectralIndex``), checked when the formula is compiled, before it is evaluated.
     """
 
     max_bytes: int = 16 * 2**20
@@ -163,6 +165,8 @@ class Limits:
     max_trace_steps: int = 1_000_000
     max_params_bytes: int = 2**36
     max_seconds: float = 600.0
+    max_formula_chars: int = 4000
+    max_formula_nodes: int = 2000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

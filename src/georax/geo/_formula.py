@@ -17,12 +17,15 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from georax.core.sandbox import DEFAULT_LIMITS
 from georax.geo.errors import FormulaError
 
 __all__ = ["FUNCTIONS", "Formula", "compile_formula"]
 
-_MAX_CHARS = 4000
-_MAX_NODES = 2000
+# A formula is compiled when its operator is built, where no document's Limits are in hand: the
+# one set of limits for formulas is the default's (the sandbox keeps the same values).
+_MAX_CHARS = DEFAULT_LIMITS.max_formula_chars
+_MAX_NODES = DEFAULT_LIMITS.max_formula_nodes
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
