@@ -62,10 +62,12 @@ class FitLog:
     epoch_losses: list[float] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The log as a JSON-ready dict (``history`` rows and ``epoch_losses``)."""
         return {"history": self.history, "epoch_losses": self.epoch_losses}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> FitLog:
+        """Rebuild a log from :meth:`to_json`'s dict (a checkpoint's side-car, when resuming)."""
         return cls(
             [dict(r) for r in doc.get("history", [])],
             [float(v) for v in doc.get("epoch_losses", [])],
