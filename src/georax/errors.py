@@ -14,7 +14,6 @@ from georax.core.params import ParamsIntegrityError
 from georax.core.sandbox import MalformedYAMLError, SandboxLimitError, UnsafeYAMLError
 from georax.diff.errors import ABMismatchError, DiffError, GateFailedError
 from georax.geo.errors import FormulaError
-from georax.geo.indices import MissingDependencyError
 from georax.geo.resample import NoOverlapError
 from georax.io.errors import (
     BandIndexError,
@@ -89,7 +88,6 @@ __all__ = [
     "GeoTensorRequiredError",
     "InputMismatchError",
     "MalformedYAMLError",
-    "MissingDependencyError",
     "MissingGeoreferenceError",
     "MissingVariableError",
     "NoOverlapError",

@@ -17,6 +17,7 @@ __all__ = [
     "GeoraxError",
     "GraphError",
     "LoaderError",
+    "MissingDependencyError",
     "MissingKeyError",
     "PricingTimeoutError",
     "SerializationError",
@@ -140,6 +141,11 @@ class PricingTimeoutError(BudgetExceededError):
 
     ``required`` and ``budget`` are milliseconds; ``stage`` is ``"time"``.
     """
+
+
+class MissingDependencyError(GeoraxError, ImportError):
+    """An optional dependency (e.g. ``spyndex``, ``flax``, ``fastapi``) is needed and not
+    installed; the message names the extra that installs it."""
 
 
 class LoaderError(GeoraxError, RuntimeError):

@@ -29,7 +29,7 @@ from jaxtyping import Array, ArrayLike, Float
 from georax.array.missing import nan_safe_grad
 from georax.array.validate import real_float, require_real
 from georax.core.carrier import values_of
-from georax.core.errors import GeoraxError
+from georax.core.errors import MissingDependencyError
 from georax.core.operator import Operator, as_tuple, leaf, static
 from georax.geo._bands import (
     check_bands,
@@ -50,7 +50,6 @@ __all__ = [
     "NDWI",
     "SAVI",
     "SENTINEL2_BAND_MAP",
-    "MissingDependencyError",
     "NormalizedDifference",
     "SpectralIndex",
     "catalog",
@@ -61,10 +60,6 @@ __all__ = [
 
 #: spyndex band symbols -> band index, for the georax Sentinel-2 layout (B02 B03 B04 B08 B11 B12).
 SENTINEL2_BAND_MAP: dict[str, int] = {"B": 0, "G": 1, "R": 2, "N": 3, "S1": 4, "S2": 5}
-
-
-class MissingDependencyError(GeoraxError, ImportError):
-    """An optional dependency (e.g. ``spyndex``) is needed and not installed."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,10 +10,17 @@ is installed: ``import georax.learn.nets`` (the loader itself never imports anyt
 flax is imported when this module is (``georax.learn.nets`` is not imported by ``georax``).
 """
 
+# ruff: noqa: E402 (the extras check runs before flax is imported)
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from georax.core.extras import require_extra
+
+require_extra("georax.learn.nets", "train", ("flax",))
+
 from flax import nnx
 from jaxtyping import Array, Float
 

@@ -13,6 +13,29 @@ Install with the ``serve`` extra: ``pip install "georax[serve]"``. ``georax serv
 runs a server from the command line.
 """
 
+# ruff: noqa: E402 (the extras check runs before the package imports its dependencies)
+
+from georax.core.extras import require_extra
+
+require_extra(
+    "georax.serve",
+    "serve",
+    (
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "httpx",
+        "python_multipart",
+        "pydantic",
+        "prometheus_client",
+        "cachetools",
+        "morecantile",
+        "rio_tiler",
+        "litserve",
+    ),
+)
+
+# The package's modules come after the check above, so a base install gets one typed error.
 from georax.serve.app import ServerState, create_app
 from georax.serve.compiled import CompiledPipeline, Signature
 from georax.serve.config import (
