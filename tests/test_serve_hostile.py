@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+import georax.data as gd
+import georax.io as gio
 from _serve_support import services, write_data, write_services
 from georax.serve import free_port, server_process
 
@@ -121,6 +123,24 @@ def test_malformed_tiff_is_400(server: str, payload: bytes) -> None:
         timeout=60,
     )
     _refused(r, 400)
+    _alive(server)
+
+
+def test_an_uploaded_vrt_cannot_read_the_servers_files(server: str, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.tif"
+    gio.write(gd.sentinel2_l1c(16, seed=1), secret)
+    vrt = (
+        '<VRTDataset rasterXSize="16" rasterYSize="16"><VRTRasterBand dataType="UInt16" '
+        f'band="1"><SimpleSource><SourceFilename relativeToVRT="0">{secret}</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+    ).encode()
+    r = httpx.post(
+        f"{server}/process/ndvi",
+        content=vrt,
+        headers={"content-type": "image/tiff"},
+        timeout=60,
+    )
+    _refused(r, 400, "NotAGeoTIFF")
     _alive(server)
 
 
@@ -250,3 +270,13 @@ def test_cli_refuses_a_missing_services_file(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "nope.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_only_tiff_bytes_may_reach_gdal() -> None:
+    from georax.serve.uploads import upload_problem
+
+    assert upload_problem(b"II*\0" + b"\0" * 8) is None
+    assert upload_problem(b"MM\0+" + b"\0" * 8) is None  # BigTIFF, big endian
+    for data in (b"<VRTDataset>", b"", b"GIF89a", b"\x89PNG\r\n"):
+        problem = upload_problem(data)
+        assert problem is not None and "not a (Big)TIFF" in problem

@@ -71,6 +71,7 @@ from georax.serve.tiles import (
     pack_rgba,
     tile_etag,
 )
+from georax.serve.uploads import upload_problem
 from georax.serve.work import WorkPool
 from georax.tensor import GeoTensor
 
@@ -215,6 +216,9 @@ class ServerState:
     def read_input(self, source: _Upload | _ProcessPath, dtype: str) -> tuple[GeoTensor, str]:
         """Read the request's raster (under the read budget) and an id of its content."""
         if isinstance(source, _Upload):
+            problem = upload_problem(source.data)  # only TIFF bytes reach GDAL
+            if problem is not None:
+                raise RequestError(400, "NotAGeoTIFF", problem)
             digest = hashlib.sha256(source.data).hexdigest()
             with MemoryFile(source.data, filename="upload.tif") as mem:
                 return read_raster(mem.name, dtype=dtype), "upload:" + digest

@@ -47,6 +47,7 @@ from georax.serve.config import PipelineSource, ServerSpec, Services
 from georax.serve.errors import problem_body, status_for
 from georax.serve.stats import band_stats
 from georax.serve.store import SandboxedLoader, input_key_seed
+from georax.serve.uploads import upload_problem
 from georax.tensor import GeoTensor
 
 __all__ = ["PipelineLitAPI"]
@@ -195,6 +196,9 @@ class PipelineLitAPI(ls.LitAPI):
                 data = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
                 raise HTTPException(400, detail="InvalidRequest: cog_b64 is not base64") from None
+            problem = upload_problem(data)  # only TIFF bytes reach GDAL (see serve.uploads)
+            if problem is not None:
+                raise HTTPException(400, detail=f"NotAGeoTIFF: {problem}")
             with MemoryFile(data, filename="upload.tif") as mem:
                 gt = read_raster(mem.name, dtype=dtype)
             return gt, "upload:" + hashlib.sha256(data).hexdigest()
