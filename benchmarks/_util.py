@@ -41,3 +41,20 @@ def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def round_robin_ms(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
+    """Median ms of each function, timed in interleaved rounds so that load from other
+    processes on a shared machine hits every variant alike (ratios stay meaningful).
+
+    Each function is called once first (compile / warm up) and must block on its own result.
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}

@@ -58,23 +58,12 @@ from georax.patch import (
     window_2d,
 )
 
+from _util import round_robin_ms
+
 BANDS, WIDTH, DILATIONS = 4, 16, (1, 2, 4)
 BATCH, CHIP_TRAIN = 16, 64
 SIZE, CHIP, STRIDE, SW_BATCH = 2048, 256, 224, 8
 LR = 1e-3
-
-
-def round_robin_ms(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
-    """Median ms of each function over ``runs`` interleaved rounds (after one warm-up call)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v) * 1e3) for k, v in times.items()}
 
 
 def torch_twin(net: SegNet) -> Any:

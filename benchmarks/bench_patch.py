@@ -45,21 +45,9 @@ from georax.patch import (
     window_2d,
 )
 
+from _util import round_robin_ms
+
 BANDS, SIZE, CHIP, STRIDE = 4, 2048, 256, 224
-
-
-def round_robin_ms(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
-    """Median ms of each function, timed in interleaved rounds so that load from other
-    processes on a shared machine hits every variant alike (ratios stay meaningful)."""
-    for fn in fns.values():
-        fn()  # compile / warm up
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v) * 1e3) for k, v in times.items()}
 
 
 def block(x: Any) -> Any:
