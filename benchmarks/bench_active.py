@@ -17,13 +17,20 @@ Every row is a chips/s rate; the references are computed in the same run (median
   no batching logic, no selection; compared per chip;
 - ``ActiveSampler``: the sampler (``mode="top"``, k = 64), scoring and selection in one program.
 
+The heavy score is measured twice, each against references keyed the same way: with independent
+draws per chip (chip ``i`` gets ``fold_in(key, i)``, the default) and with ``consistent=True``
+(every chip the same key: BatchBALD's consistent MC dropout, the draws made once per batch). The
+loops and the roofline compute exactly the sampler's scores (checked on the loop's chips).
+
 Targets (issue 11): sampler >= 20x the eager loop (heavy), >= 1.0x the jit loop (heavy),
 >= 1.5x the jit loop (light), sampler time <= 1.2x the roofline. Peak memory: XLA's temporary
 buffers (``compiled.memory_analysis()``, nothing is run) for the sampler with its batches and
 for one ``vmap`` over the whole pool. ``--sweep`` times the sampler for several batch sizes
 (how ``georax.learn.active.DEFAULT_BATCH_SIZE`` was chosen for the backend).
 
-baal (MC dropout on a torch twin) is compared only when torch and baal are importable.
+baal (MC dropout on a torch twin: ``ModelWrapper.predict_on_batch`` replicating each batch 16
+times, then baal's ``BALD(reduction="mean")``) is compared only when torch and baal are
+importable (``pip install baal``).
 
 Run: ``python benchmarks/bench_active.py [--n 4096] [--repeats 3] [--sweep]``.
 """
@@ -31,8 +38,6 @@ Run: ``python benchmarks/bench_active.py [--n 4096] [--repeats 3] [--sweep]``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import georax as gx
-from georax.learn.active import ActiveSampler
+from georax.learn.active import ActiveSampler, chip_key
 from georax.learn.uncertainty import BALD, MCDropout, MeanScalar, Predictive, PredictiveEntropy
 
 from _util import median_time, print_table
@@ -82,24 +87,30 @@ def scores() -> dict[str, tuple[gx.Operator, bool]]:
 
 
 def chip_fn(
-    op: gx.Operator, needs_key: bool
+    op: gx.Operator, needs_key: bool, consistent: bool = False
 ) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
     """``f(chip, key, i)``: the operator's score of one chip, keyed per chip like the sampler."""
 
     def f(chip: jax.Array, key: jax.Array, i: jax.Array) -> jax.Array:
         if needs_key:
-            return op(chip, key=jax.random.fold_in(key, i))
+            return op(chip, key=chip_key(key, i, consistent))
         return op(chip)
 
     return f
 
 
-def loop_rate(f: Callable[..., Any], pool: jax.Array, key: jax.Array, m: int, reps: int) -> float:
-    """Chips/s of a Python loop of ``f(chip, key, i)`` over the first ``m`` chips."""
+def loop_rate(
+    f: Callable[..., Any], pool: jax.Array, key: jax.Array, m: int, reps: int, sync: bool = False
+) -> float:
+    """Chips/s of a Python loop of ``f(chip, key, i)`` over the first ``m`` chips.
+
+    ``sync``: the seed's way, ``float(score)`` per chip (the seed's stand-in sorts Python floats).
+    """
 
     def run() -> Any:
-        out = [f(pool[i], key, jnp.int32(i)) for i in range(m)]
-        return jax.block_until_ready(out)
+        if sync:
+            return [float(f(pool[i], key, jnp.int32(i))) for i in range(m)]
+        return jax.block_until_ready([f(pool[i], key, jnp.int32(i)) for i in range(m)])
 
     return m / median_time(run, repeats=reps)
 
@@ -111,12 +122,15 @@ def temp_bytes(fn: Callable[..., Any], *args: Any) -> int:
 
 
 def baal_rate(pool: np.ndarray, m: int, batch: int, reps: int) -> float | None:
-    """Chips/s of baal's MC dropout on a torch twin of the heavy net, or None if unavailable."""
+    """Chips/s of baal's MC dropout + BALD on a torch twin of the heavy net, or None."""
     try:
         import torch
+        from baal.active import heuristics
         from baal.bayesian.dropout import MCDropoutModule
+        from baal.modelwrapper import ModelWrapper, TrainingArgs
     except ImportError:
         return None
+    torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(BANDS, 8, 3, padding=1),
         torch.nn.ReLU(),
@@ -126,27 +140,82 @@ def baal_rate(pool: np.ndarray, m: int, batch: int, reps: int) -> float | None:
         torch.nn.Dropout(0.2),
         torch.nn.Conv2d(8, CLASSES, 1),
     )
-    model = MCDropoutModule(net).eval()
+    wrapper = ModelWrapper(
+        MCDropoutModule(net), TrainingArgs(use_cuda=False, replicate_in_memory=True)
+    )
+    heuristic = heuristics.BALD(reduction="mean")
     x = torch.from_numpy(pool[:m])
 
-    def run() -> None:
-        with torch.no_grad():
-            for lo in range(0, m, batch):
-                xb = x[lo : lo + batch]
-                rep = xb.repeat(SAMPLES, 1, 1, 1)  # baal's way: replicate the batch per sample
-                p = torch.softmax(model(rep), 1).view(SAMPLES, xb.shape[0], CLASSES, SIDE, SIDE)
-                pm = p.mean(0)
-                h = -(pm * torch.log(pm.clamp_min(1e-12))).sum(1)
-                e = -(p * torch.log(p.clamp_min(1e-12))).sum(2).mean(0)
-                (h - e).mean((1, 2))
+    def run() -> np.ndarray:
+        out = []
+        for lo in range(0, m, batch):  # baal's way: each batch replicated SAMPLES times
+            logits = wrapper.predict_on_batch(x[lo : lo + batch], iterations=SAMPLES)
+            out.append(heuristic.get_uncertainties(logits))  # softmax, BALD, mean per chip
+        return np.concatenate(out)
 
-    times = []
-    run()
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return m / statistics.median(times)
+    return m / median_time(run, repeats=reps)
+
+
+def measure(
+    name: str,
+    op: gx.Operator,
+    needs_key: bool,
+    consistent: bool,
+    pool: jax.Array,
+    key: jax.Array,
+    args: argparse.Namespace,
+) -> tuple[list[list[str]], list[str], float]:
+    """Rows, verdicts and the sampler's time for one score (and one key policy)."""
+    n, reps = int(pool.shape[0]), args.repeats
+    label = f"{name}{' consistent' if consistent else ''}"
+    f = chip_fn(op, needs_key, consistent)
+    sampler = ActiveSampler(op, k=64, mode="top", batch_size=args.batch, consistent=consistent)
+    sampler_key = key if needs_key else None
+    t_sampler = median_time(lambda: sampler(pool, key=sampler_key), repeats=reps)
+
+    # The loops and the roofline score with the sampler's scoring key (the 4th of the 6 keys it
+    # splits its key into), so they compute the very scores the sampler does.
+    k_score = jax.random.split(key, 6)[3]
+    m = min(args.loop, n)
+    jf = jax.jit(f)
+    looped = np.asarray([jf(pool[i], k_score, jnp.int32(i)) for i in range(m)])
+    got = np.asarray(sampler(pool, key=sampler_key).pool_scores[:m])
+    np.testing.assert_allclose(got, looped, rtol=1e-4, atol=1e-6)
+    jit_rate = loop_rate(jf, pool, k_score, m, reps)
+
+    def bare(p: jax.Array, k: jax.Array) -> jax.Array:
+        return jax.vmap(f, (0, None, 0))(p, k, jnp.arange(p.shape[0], dtype=jnp.int32))
+
+    m_roof = min(args.roof, n)
+    roof = jax.jit(bare)
+    t_roof = median_time(lambda: roof(pool[:m_roof], k_score), repeats=reps) * n / m_roof
+    rate = n / t_sampler
+    b = sampler.batch_for(n)
+    rows = [
+        [label, "ActiveSampler", f"{rate:,.0f}", "1.00x", f"batch {b}, n={n}"],
+        [label, "roofline", f"{n / t_roof:,.0f}", f"{t_roof / t_sampler:.2f}x", f"{m_roof}"],
+        [label, "jit loop", f"{jit_rate:,.0f}", f"{rate / jit_rate:.2f}x", f"{m}"],
+    ]
+    target = 1.0 if name == "heavy" else 1.5
+    verdicts = [
+        f"{label}: sampler / jit loop = {rate / jit_rate:.2f}x (target >= {target}x) "
+        f"{'MET' if rate / jit_rate >= target else 'MISSED'}; sampler / roofline time "
+        f"= {t_sampler / t_roof:.2f}x (target <= 1.2x) "
+        f"{'MET' if t_sampler / t_roof <= 1.2 else 'MISSED'}"
+    ]
+    if name == "heavy":
+        mem = temp_bytes(lambda p, k: sampler(p, key=k).indices, pool, key)
+        verdicts.append(
+            f"{label} peak temporaries: sampler (batches of {b}) {mem / 2**20:,.0f} MiB"
+        )
+    if args.sweep:
+        for sb in (2, 4, 8, 16, 32, 64):
+            s = ActiveSampler(op, k=64, mode="top", batch_size=sb, consistent=consistent)
+            t = median_time(lambda s=s: s(pool, key=sampler_key), repeats=reps)
+            rows.append(
+                [label, f"sampler batch {sb}", f"{n / t:,.0f}", f"{t_sampler / t:.2f}x", ""]
+            )
+    return rows, verdicts, t_sampler
 
 
 def main() -> None:
@@ -157,76 +226,49 @@ def main() -> None:
     ap.add_argument("--loop", type=int, default=256, help="chips timed for the jit loop")
     ap.add_argument("--roof", type=int, default=512, help="chips of the roofline's one vmap")
     ap.add_argument("--batch", type=int, default=None, help="sampler batch (default: backend)")
-    ap.add_argument("--sweep", action="store_true", help="also time batch sizes 4..256")
+    ap.add_argument("--sweep", action="store_true", help="also time batch sizes 2..64")
     ap.add_argument("--only", choices=("heavy", "light"), default=None, help="one score only")
     args = ap.parse_args()
-    n, reps = args.n, args.repeats
+    n = args.n
 
     key = jax.random.key(1)
     pool = jax.random.uniform(jax.random.key(2), (n, BANDS, SIDE, SIDE), jnp.float32)
-    ops = scores()
     rows: list[list[str]] = []
     verdicts: list[str] = []
-    for name, (op, needs_key) in ops.items():
+    for name, (op, needs_key) in scores().items():
         if args.only not in (None, name):
             continue
+        times: dict[bool, float] = {}
+        for consistent in (False, True) if needs_key else (False,):
+            r, v, times[consistent] = measure(name, op, needs_key, consistent, pool, key, args)
+            rows += r
+            verdicts += v
+        if name != "heavy":
+            continue
         f = chip_fn(op, needs_key)
-        jf = jax.jit(f)
-        sampler = ActiveSampler(op, k=64, mode="top", batch_size=args.batch)
-        batch = sampler.batch_for(n)
-        sampler_key = key if needs_key else None
-        t_sampler = median_time(lambda s=sampler, k=sampler_key: s(pool, key=k), repeats=reps)
-
-        m_roof = min(args.roof, n)
-
-        def bare(p: jax.Array, k: jax.Array, f: Callable[..., Any] = f) -> jax.Array:
-            return jax.vmap(f, (0, None, 0))(p, k, jnp.arange(p.shape[0], dtype=jnp.int32))
-
-        roof = jax.jit(bare)
-        t_roof = median_time(lambda r=roof, m=m_roof: r(pool[:m], key), repeats=reps) * n / m_roof
-        rate = n / t_sampler
-        jit_rate = loop_rate(jf, pool, key, min(args.loop, n), reps)
-        rows += [
-            [name, "ActiveSampler", f"{rate:,.0f}", "1.00x", f"batch {batch}, n={n}"],
-            [name, "roofline", f"{n / t_roof:,.0f}", f"{t_roof / t_sampler:.2f}x", f"{m_roof}"],
-            [name, "jit loop", f"{jit_rate:,.0f}", f"{rate / jit_rate:.2f}x", f"{args.loop}"],
-        ]
-        jit_target = 1.0 if name == "heavy" else 1.5
-        verdicts.append(
-            f"{name}: sampler / jit loop = {rate / jit_rate:.2f}x (target >= {jit_target}x) "
-            f"{'MET' if rate / jit_rate >= jit_target else 'MISSED'}; sampler / roofline time "
-            f"= {t_sampler / t_roof:.2f}x (target <= 1.2x) "
-            f"{'MET' if t_sampler / t_roof <= 1.2 else 'MISSED'}"
+        eager_rate = loop_rate(f, pool, key, min(args.eager, n), 1, sync=True)
+        rows.append([name, "eager loop (seed)", f"{eager_rate:,.1f}", "", f"{args.eager}"])
+        for consistent, t in times.items():
+            x = n / t / eager_rate
+            verdicts.append(
+                f"heavy{' consistent' if consistent else ''}: sampler / eager loop = {x:.1f}x "
+                f"(target >= 20x) {'MET' if x >= 20 else 'MISSED'}"
+            )
+        b_rate = baal_rate(np.asarray(pool), min(args.loop, n), 16, args.repeats)
+        if b_rate is None:
+            verdicts.append("baal: torch/baal not installed; not compared")
+        else:
+            rows.append([name, "baal (torch)", f"{b_rate:,.1f}", "", f"{min(args.loop, n)}"])
+            ratios = ", ".join(
+                f"{n / t / b_rate:.2f}x{' (consistent)' if c else ''}" for c, t in times.items()
+            )
+            verdicts.append(f"heavy: sampler / baal = {ratios} (target >= 1.0x)")
+        mem_all = temp_bytes(
+            lambda p, k, f=f: jax.vmap(f, (0, None, 0))(p, k, jnp.arange(n)), pool, key
         )
-        if name == "heavy":
-            eager_rate = loop_rate(f, pool, key, min(args.eager, n), 1)
-            rows.append(
-                [name, "eager loop (seed)", f"{eager_rate:,.1f}", f"{rate / eager_rate:.0f}x", ""]
-            )
-            verdicts.append(
-                f"heavy: sampler / eager loop = {rate / eager_rate:.0f}x (target >= 20x) "
-                f"{'MET' if rate / eager_rate >= 20 else 'MISSED'}"
-            )
-            b_rate = baal_rate(np.asarray(pool), min(args.loop, n), 16, reps)
-            if b_rate is None:
-                verdicts.append("baal: torch/baal not installed; not compared")
-            else:
-                rows.append([name, "baal (torch)", f"{b_rate:,.0f}", f"{rate / b_rate:.2f}x", ""])
-            mem_sampler = temp_bytes(lambda p, k, s=sampler: s(p, key=k).indices, pool, key)
-            mem_all = temp_bytes(
-                lambda p, k, f=f: jax.vmap(f, (0, None, 0))(p, k, jnp.arange(n)), pool, key
-            )
-            verdicts.append(
-                f"heavy peak temporaries: sampler (batches of {batch}) {mem_sampler / 2**20:,.0f}"
-                f" MiB, one vmap over all {n} chips {mem_all / 2**20:,.0f} MiB"
-            )
-        if args.sweep:
-            for b in (4, 16, 64, 256):
-                s = ActiveSampler(op, k=64, mode="top", batch_size=b)
-                t = median_time(lambda s=s, k=sampler_key: s(pool, key=k), repeats=reps)
-                rows.append(
-                    [name, f"sampler batch {b}", f"{n / t:,.0f}", f"{t_sampler / t:.2f}x", ""]
-                )
+        verdicts.append(
+            f"heavy peak temporaries: one vmap over all {n} chips {mem_all / 2**20:,.0f} MiB"
+        )
 
     print_table(
         f"Active-learning pool scoring, {n} chips of {BANDS}x{SIDE}x{SIDE} (chips/s; x = the "

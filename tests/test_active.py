@@ -269,7 +269,7 @@ def bald_op() -> gx.Sequential:
 def test_each_chip_is_scored_with_its_own_folded_key() -> None:
     op = bald_op()
     pool = POOL[:40]
-    sel = a.ActiveSampler(op, k=5, batch_size=6)(pool, key=KEY)
+    sel = a.ActiveSampler(op, k=5, batch_size=6, consistent=False)(pool, key=KEY)
     k_score = jax.random.split(KEY, 6)[3]
     loop = [
         float(op(jnp.asarray(c), key=jax.random.fold_in(k_score, i))) for i, c in enumerate(pool)
@@ -278,16 +278,47 @@ def test_each_chip_is_scored_with_its_own_folded_key() -> None:
     np.testing.assert_array_equal(sel.indices, np_rank(np.asarray(loop), 5))
 
 
-def test_same_key_same_picks_whatever_the_batch_size() -> None:
+def test_consistent_scores_every_chip_with_the_same_draws() -> None:
+    op = bald_op()
+    pool = np.concatenate([POOL[:20], POOL[:20]])  # every chip twice
+    sel = a.ActiveSampler(op, k=5, batch_size=6)(pool, key=KEY)  # consistent by default
+    k_score = jax.random.split(KEY, 6)[3]
+    loop = [float(op(jnp.asarray(c), key=k_score)) for c in pool]
+    np.testing.assert_allclose(sel.pool_scores, loop, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(sel.indices, np_rank(np.asarray(loop), 5))
+    # common random numbers: a chip and its copy score alike; independent draws do not
+    np.testing.assert_allclose(sel.pool_scores[:20], sel.pool_scores[20:], rtol=1e-5, atol=1e-7)
+    folded = a.ActiveSampler(op, k=5, batch_size=6, consistent=False)(pool, key=KEY).pool_scores
+    assert not np.allclose(folded[:20], folded[20:], rtol=1e-3)
+
+
+def test_consistent_draws_do_not_depend_on_the_pool_kind() -> None:
+    pool = POOL[:30]
+    ref = a.ActiveSampler(bald_op(), k=4, mode="diverse", batch_size=1)(pool, key=KEY)
+    wide = a.ActiveSampler(bald_op(), k=4, mode="diverse", batch_size=30)
+    np.testing.assert_allclose(
+        wide(pool, key=KEY).pool_scores, ref.pool_scores, rtol=1e-5, atol=1e-7
+    )
+    sliced = wide.select_from(list(range(30)), lambda i: pool[i], key=KEY, host_batch=8)
+    np.testing.assert_array_equal(sliced.indices, ref.indices)
+    np.testing.assert_allclose(sliced.pool_scores, ref.pool_scores, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("consistent", [True, False], ids=["consistent", "independent"])
+def test_same_key_same_picks_whatever_the_batch_size(consistent: bool) -> None:
     pool = POOL[:48]
     picks = [
-        a.ActiveSampler(bald_op(), k=6, mode="diverse", batch_size=b)(pool, key=KEY)
+        a.ActiveSampler(bald_op(), k=6, mode="diverse", batch_size=b, consistent=consistent)(
+            pool, key=KEY
+        )
         for b in (1, 5, 48)
     ]
     for p in picks[1:]:
         np.testing.assert_array_equal(p.indices, picks[0].indices)
         np.testing.assert_allclose(p.pool_scores, picks[0].pool_scores, rtol=1e-5, atol=1e-7)
-    other = a.ActiveSampler(bald_op(), k=6, batch_size=5)(pool, key=jax.random.key(7))
+    other = a.ActiveSampler(bald_op(), k=6, batch_size=5, consistent=consistent)(
+        pool, key=jax.random.key(7)
+    )
     assert not np.allclose(other.pool_scores, picks[0].pool_scores)
     with pytest.raises(MissingKeyError, match="MCDropout"):
         a.ActiveSampler(bald_op(), k=6)(pool)

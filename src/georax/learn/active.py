@@ -31,8 +31,19 @@ score_raster` paints the scores back onto the scene so one can see where the mod
 or any sequence of slices with a loader (:meth:`ActiveSampler.select_from`, e.g. catalog
 ``GeoSlice`` values with :func:`georax.catalog.load_raster`), loaded and scored in host batches.
 
-**Determinism.** Chip ``i`` is scored with ``jax.random.fold_in(key_score, i)``, its index in the
-pool: the same key gives the same scores and picks whatever the batch size, the sub-sample or the
+**Consistent draws (the default).** A stochastic score sees the *same* random draws on every chip:
+every chip is scored with the scoring key ``key_score`` itself, so for MC dropout the same
+``samples`` sub-networks score the whole pool (the "consistent MC dropout" of BatchBALD, Kirsch
+et al. 2019; baal's ``ConsistentMCDropout``). Each chip's score is still an MC estimate of the same
+quantity, but the chips are compared on common random numbers, so a difference between two scores
+is not noise from different draws. It is also much cheaper: inside a ``vmap``-ed batch the draws
+do not depend on the chip, so JAX makes them once per batch instead of once per chip (for the
+16-sample dropout net of ``benchmarks/bench_active.py`` on XLA:CPU, drawing the dropout masks
+costs more than the convolutions: 2.5-3x faster scoring). ``consistent=False`` gives each chip
+independent draws: chip ``i`` gets ``jax.random.fold_in(key_score, i)``.
+
+**Determinism.** Either way a chip's key is a function of the scoring key and its index in the pool
+only: the same key gives the same scores and picks whatever the batch size, the sub-sample or the
 kind of pool (a stack and the same chips as slices give the same selection). Ties go to the lower
 pool index.
 
@@ -75,6 +86,7 @@ __all__ = [
     "MODES",
     "ActiveSampler",
     "Selection",
+    "chip_key",
     "chip_moments",
     "chips_score_raster",
     "default_batch_size",
@@ -87,7 +99,7 @@ __all__ = [
 
 MODES = ("top", "diverse", "random")
 
-DEFAULT_BATCH_SIZE: dict[str, int] = {"cpu": 16, "gpu": 256, "tpu": 256}
+DEFAULT_BATCH_SIZE: dict[str, int] = {"cpu": 8, "gpu": 256, "tpu": 256}
 """Chips per ``vmap``-ed batch when ``batch_size=None``, per JAX backend (measured with
 ``benchmarks/bench_active.py``; see there for the sweep). Other backends use the GPU value."""
 
@@ -200,6 +212,18 @@ def _scalar(out: Any, who: str) -> Array:
     return jnp.asarray(s, jnp.float32)
 
 
+def chip_key(
+    key: PRNGKeyArray | None, index: Int[Array, ""], consistent: bool
+) -> PRNGKeyArray | None:
+    """The key pool chip ``index`` is scored with: ``fold_in(key, index)``, or ``key`` itself when
+    ``consistent`` (then, under ``vmap``, the key is not batched and neither are the draws made
+    from it: they are made once per batch). None without a key.
+    """
+    if key is None or consistent:
+        return key
+    return jax.random.fold_in(key, index)
+
+
 def score_chips(
     score: Callable[[Array, PRNGKeyArray | None], Array],
     get_chip: Callable[[Array], Array],
@@ -208,13 +232,15 @@ def score_chips(
     key: PRNGKeyArray | None,
     batch_size: int,
     max_unrolled: int | None = None,
+    consistent: bool = False,
 ) -> Float[Array, " m"]:
     """``score(get_chip(j), fold_in(key, ids[j]))`` for ``j < m``, in ``vmap``-ed batches.
 
     The batch loop is :func:`georax.patch.map_chips` over positions ``0..m-1``: one batch's
     chips and intermediates are alive at a time. Chip ``j`` gets the key
     ``jax.random.fold_in(key, ids[j])`` (``None`` without a key), a function of its pool index
-    only, so scores do not depend on the batch size or on which other chips are scored.
+    only, so scores do not depend on the batch size or on which other chips are scored; with
+    ``consistent=True`` every chip gets ``key`` itself (:func:`chip_key`).
 
     **Arguments:**
 
@@ -223,14 +249,14 @@ def score_chips(
     - `ids`: ``(m,)`` pool indices of the chips (for their keys).
     - `key`: the scoring key, or None.
     - `batch_size`: chips per batch; `max_unrolled`: see :func:`georax.patch.map_chips`.
+    - `consistent`: the same key for every chip.
 
     **Returns:** ``(m,)`` float32 scores.
     """
     ids = jnp.asarray(ids, jnp.int32)
 
     def one(j: Array, _: Any) -> Array:
-        k = None if key is None else jax.random.fold_in(key, ids[j])
-        return score(get_chip(j), k)
+        return score(get_chip(j), chip_key(key, ids[j], consistent))
 
     pos = jnp.arange(ids.shape[0], dtype=jnp.int32)
     return map_chips(one, pos, batch_size=batch_size, max_unrolled=max_unrolled)
@@ -307,6 +333,9 @@ class ActiveSampler(Operator):
       scene and the chips are cut inside the program, batch by batch.
     - `batch_size`: chips per ``vmap``-ed batch; None: :data:`DEFAULT_BATCH_SIZE` of the
       backend, grown for large pools (:meth:`batch_for`).
+    - `consistent`: score (and embed) every chip with the same key: the same random draws for
+      the whole pool (consistent MC dropout, see the module docstring; cheaper, since the draws
+      are made once per batch); False: independent draws, chip ``i`` gets ``fold_in(key, i)``.
     """
 
     score_op: Operator
@@ -319,6 +348,7 @@ class ActiveSampler(Operator):
     survivors: int | None = static(default=None, bounded=False)
     patcher: Patcher | None = None
     batch_size: int | None = static(default=None)
+    consistent: bool = static(default=True)
 
     def __check_init__(self) -> None:
         for name in ("k", "subsample", "survivors", "batch_size"):
@@ -499,15 +529,19 @@ class ActiveSampler(Operator):
                 op, f"ActiveSampler.{'score_op' if op is self.score_op else 'prefilter'}"
             )
             return score_chips(
-                fn, lambda j: get_chip(ids[j]), ids, key=key, batch_size=b, max_unrolled=_cap(op)
+                fn,
+                lambda j: get_chip(ids[j]),
+                ids,
+                key=key,
+                batch_size=b,
+                max_unrolled=_cap(op),
+                consistent=self.consistent,
             )
 
         def embed(ids: Array, key: PRNGKeyArray | None) -> Array:
             fn = _embed_fn(self.embed_op)
             return map_chips(
-                lambda j, _: fn(
-                    get_chip(ids[j]), None if key is None else jax.random.fold_in(key, ids[j])
-                ),
+                lambda j, _: fn(get_chip(ids[j]), chip_key(key, ids[j], self.consistent)),
                 jnp.arange(ids.shape[0], dtype=jnp.int32),
                 batch_size=b,
                 max_unrolled=_cap(self.embed_op),
@@ -616,14 +650,16 @@ class ActiveSampler(Operator):
 
         def score(op: Operator, ids: Array, key: PRNGKeyArray | None) -> Array:
             out = [
-                _score_stack(op, stack, jnp.asarray(part), key, b)[:real]
+                _score_stack(op, stack, jnp.asarray(part), key, b, self.consistent)[:real]
                 for part, stack, real in chunks(ids)
             ]
             return jnp.concatenate(out)
 
         def embed(ids: Array, key: PRNGKeyArray | None) -> Array:
             out = [
-                _embed_stack(self.embed_op, stack, jnp.asarray(part), key, b)[:real]
+                _embed_stack(self.embed_op, stack, jnp.asarray(part), key, b, self.consistent)[
+                    :real
+                ]
                 for part, stack, real in chunks(ids)
             ]
             return jnp.concatenate(out)
@@ -710,7 +746,12 @@ def _select_scene(
 
 @eqx.filter_jit
 def _score_stack(
-    op: Operator, stack: Array, ids: Array, key: PRNGKeyArray | None, batch_size: int
+    op: Operator,
+    stack: Array,
+    ids: Array,
+    key: PRNGKeyArray | None,
+    batch_size: int,
+    consistent: bool,
 ) -> Array:
     return score_chips(
         _score_fn(op, "ActiveSampler score operator"),
@@ -719,16 +760,22 @@ def _score_stack(
         key=key,
         batch_size=batch_size,
         max_unrolled=_cap(op),
+        consistent=consistent,
     )
 
 
 @eqx.filter_jit
 def _embed_stack(
-    op: Operator | None, stack: Array, ids: Array, key: PRNGKeyArray | None, batch_size: int
+    op: Operator | None,
+    stack: Array,
+    ids: Array,
+    key: PRNGKeyArray | None,
+    batch_size: int,
+    consistent: bool,
 ) -> Array:
     fn = _embed_fn(op)
     return map_chips(
-        lambda j, _: fn(stack[j], None if key is None else jax.random.fold_in(key, ids[j])),
+        lambda j, _: fn(stack[j], chip_key(key, ids[j], consistent)),
         jnp.arange(stack.shape[0], dtype=jnp.int32),
         batch_size=batch_size,
         max_unrolled=_cap(op),
