@@ -144,7 +144,7 @@ def baal_rate(pool: np.ndarray, m: int, batch: int, reps: int) -> float | None:
         MCDropoutModule(net), TrainingArgs(use_cuda=False, replicate_in_memory=True)
     )
     heuristic = heuristics.BALD(reduction="mean")
-    x = torch.from_numpy(pool[:m])
+    x = torch.from_numpy(np.array(pool[:m]))  # a writable copy
 
     def run() -> np.ndarray:
         out = []
