@@ -18,9 +18,10 @@ Every row is a chips/s rate; the references are computed in the same run (median
 - ``ActiveSampler``: the sampler (``mode="top"``, k = 64), scoring and selection in one program.
 
 The heavy score is measured twice, each against references keyed the same way: with independent
-draws per chip (chip ``i`` gets ``fold_in(key, i)``, the default) and with ``consistent=True``
-(every chip the same key: BatchBALD's consistent MC dropout, the draws made once per batch). The
-loops and the roofline compute exactly the sampler's scores (checked on the loop's chips).
+draws per chip (``consistent=False``: chip ``i`` gets ``fold_in(key, i)``; rows "heavy") and with
+the sampler's default ``consistent=True`` (every chip the same key: BatchBALD's consistent MC
+dropout, the draws made once per batch; rows "heavy consistent"). The loops and the roofline
+compute exactly the sampler's scores (checked on the loop's chips).
 
 Targets (issue 11): sampler >= 20x the eager loop (heavy), >= 1.0x the jit loop (heavy),
 >= 1.5x the jit loop (light), sampler time <= 1.2x the roofline. Peak memory: XLA's temporary
