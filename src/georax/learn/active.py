@@ -39,7 +39,7 @@ quantity, but the chips are compared on common random numbers, so a difference b
 is not noise from different draws. It is also much cheaper: inside a ``vmap``-ed batch the draws
 do not depend on the chip, so JAX makes them once per batch instead of once per chip (for the
 16-sample dropout net of ``benchmarks/bench_active.py`` on XLA:CPU, drawing the dropout masks
-costs more than the convolutions: 2.5-3x faster scoring). ``consistent=False`` gives each chip
+costs more than the convolutions: 2.8-4x faster scoring). ``consistent=False`` gives each chip
 independent draws: chip ``i`` gets ``jax.random.fold_in(key_score, i)``.
 
 **Determinism.** Either way a chip's key is a function of the scoring key and its index in the pool
@@ -233,7 +233,7 @@ def score_chips(
     batch_size: int,
     max_unrolled: int | None = None,
     consistent: bool = False,
-) -> Float[Array, " m"]:
+) -> Shaped[Array, "m ..."]:
     """``score(get_chip(j), fold_in(key, ids[j]))`` for ``j < m``, in ``vmap``-ed batches.
 
     The batch loop is :func:`georax.patch.map_chips` over positions ``0..m-1``: one batch's
@@ -244,14 +244,15 @@ def score_chips(
 
     **Arguments:**
 
-    - `score`: ``score(chip, key_or_None) -> scalar``.
+    - `score`: ``score(chip, key_or_None) -> scalar`` (or any per-chip array: the sampler
+      computes its ``"diverse"`` embeddings through here too, keyed the same way).
     - `get_chip`: ``get_chip(j) -> chip`` for a traced position ``j``.
     - `ids`: ``(m,)`` pool indices of the chips (for their keys).
     - `key`: the scoring key, or None.
     - `batch_size`: chips per batch; `max_unrolled`: see :func:`georax.patch.map_chips`.
     - `consistent`: the same key for every chip.
 
-    **Returns:** ``(m,)`` float32 scores.
+    **Returns:** the ``(m, ...)`` stacked outputs: ``(m,)`` scores.
     """
     ids = jnp.asarray(ids, jnp.int32)
 
@@ -539,12 +540,14 @@ class ActiveSampler(Operator):
             )
 
         def embed(ids: Array, key: PRNGKeyArray | None) -> Array:
-            fn = _embed_fn(self.embed_op)
-            return map_chips(
-                lambda j, _: fn(get_chip(ids[j]), chip_key(key, ids[j], self.consistent)),
-                jnp.arange(ids.shape[0], dtype=jnp.int32),
+            return score_chips(
+                _embed_fn(self.embed_op),
+                lambda j: get_chip(ids[j]),
+                ids,
+                key=key,
                 batch_size=b,
                 max_unrolled=_cap(self.embed_op),
+                consistent=self.consistent,
             )
 
         if exclude is not None and tuple(jnp.shape(exclude)) != (n,):
@@ -773,12 +776,14 @@ def _embed_stack(
     batch_size: int,
     consistent: bool,
 ) -> Array:
-    fn = _embed_fn(op)
-    return map_chips(
-        lambda j, _: fn(stack[j], chip_key(key, ids[j], consistent)),
-        jnp.arange(stack.shape[0], dtype=jnp.int32),
+    return score_chips(
+        _embed_fn(op),
+        lambda j: stack[j],
+        ids,
+        key=key,
         batch_size=batch_size,
         max_unrolled=_cap(op),
+        consistent=consistent,
     )
 
 
